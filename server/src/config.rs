@@ -1,0 +1,456 @@
+//! Configuration (api.md §7): built-in defaults → TOML file → `DECENTCOM_<SECTION>__<KEY>`
+//! environment variables, later wins. Unknown keys are errors, so a typo never silently falls
+//! back to a default. Validation happens at load; secrets never appear in printed configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The file read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "decentcom.toml";
+/// Prefix of the environment overrides.
+pub const ENV_PREFIX: &str = "DECENTCOM_";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub network: NetworkConfig,
+    pub storage: StorageConfig,
+    pub features: FeaturesConfig,
+    pub membership: MembershipConfig,
+    pub content: ContentConfig,
+    pub auth: AuthConfig,
+    pub gateway: GatewayConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub name: String,
+    pub description: Option<String>,
+    /// Read at startup into the media store; exposed only as a media id.
+    pub icon_path: Option<PathBuf>,
+    /// When set, overrides `membership.mode`.
+    pub membership_mode: Option<MembershipMode>,
+    /// Base of invite links; normalised without a trailing `/`.
+    pub public_url: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub bind_address: SocketAddr,
+    /// CORS origins; empty = any origin.
+    #[serde(deserialize_with = "string_list")]
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub backend: Backend,
+    /// The SQLite file (created if missing).
+    pub database_path: PathBuf,
+    /// The PostgreSQL URL. Secret: printed and logged only with the password redacted.
+    pub database_url: Option<String>,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout_seconds: u64,
+    /// 0 = unlimited.
+    pub idle_timeout_seconds: u64,
+    /// PostgreSQL `statement_timeout`; 0 = none; ignored for SQLite.
+    pub statement_timeout_seconds: u64,
+    pub media: MediaConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaProvider {
+    Local,
+    S3,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    pub provider: MediaProvider,
+    /// Local blob directory (created at startup).
+    pub path: PathBuf,
+    pub bucket: Option<String>,
+    pub region: String,
+    /// An S3-compatible endpoint; unset = AWS.
+    pub endpoint: Option<String>,
+    pub allow_http: bool,
+    /// false = path-style requests.
+    pub virtual_hosted_style: bool,
+    /// Prepended to every object key.
+    pub prefix: String,
+    pub presign_ttl_seconds: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeaturesConfig {
+    pub voice_channels: bool,
+    pub video: bool,
+    pub screen_share: bool,
+    pub file_uploads: bool,
+    pub emoji_reactions: bool,
+    pub message_threads: bool,
+    pub message_search: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipMode {
+    Open,
+    InviteOnly,
+    Allowlist,
+    Closed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MembershipConfig {
+    pub mode: MembershipMode,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContentConfig {
+    /// In Unicode scalar values.
+    pub max_message_length: usize,
+    /// Bytes per uploaded file.
+    pub max_file_size: u64,
+    /// MIME allowlist checked against the detected type; empty = all.
+    #[serde(deserialize_with = "string_list")]
+    pub allowed_file_types: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub session_ttl_seconds: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_ack_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            network: NetworkConfig::default(),
+            storage: StorageConfig::default(),
+            features: FeaturesConfig::default(),
+            membership: MembershipConfig::default(),
+            content: ContentConfig::default(),
+            auth: AuthConfig::default(),
+            gateway: GatewayConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            name: "decentcom".into(),
+            description: None,
+            icon_path: None,
+            membership_mode: None,
+            public_url: "http://127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig { bind_address: ([127, 0, 0, 1], 8080).into(), allowed_origins: Vec::new() }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: Backend::Sqlite,
+            database_path: "decentcom.db".into(),
+            database_url: None,
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout_seconds: 30,
+            idle_timeout_seconds: 600,
+            statement_timeout_seconds: 30,
+            media: MediaConfig::default(),
+        }
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            provider: MediaProvider::Local,
+            path: "media".into(),
+            bucket: None,
+            region: "us-east-1".into(),
+            endpoint: None,
+            allow_http: false,
+            virtual_hosted_style: false,
+            prefix: String::new(),
+            presign_ttl_seconds: 3600,
+        }
+    }
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        FeaturesConfig {
+            voice_channels: true,
+            video: true,
+            screen_share: true,
+            file_uploads: true,
+            emoji_reactions: true,
+            message_threads: true,
+            message_search: true,
+        }
+    }
+}
+
+impl Default for ContentConfig {
+    fn default() -> Self {
+        ContentConfig { max_message_length: 4000, max_file_size: 26_214_400, allowed_file_types: Vec::new() }
+    }
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        MembershipConfig { mode: MembershipMode::Open }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { session_ttl_seconds: 86_400 }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig { heartbeat_interval_ms: 30_000, heartbeat_ack_timeout_ms: 10_000 }
+    }
+}
+
+/// A list given as a TOML array or, from the environment, as one comma-separated string
+/// (an empty string is an empty list).
+fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(d)? {
+        ListOrString::List(list) => list,
+        ListOrString::String(s) => {
+            s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+        }
+    })
+}
+
+/// Why configuration could not be loaded. The message is for the operator, complete as is.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults, then `path` (or `./decentcom.toml` if it exists), then the process
+    /// environment, and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`Config::load`] with an explicit environment (tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError(format!("config file {} does not exist", path.display())));
+            }
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        // DECENTCOM_<SECTION>__<KEY>[__<KEY>] → section.key; each value is parsed as the most
+        // specific scalar and the key's type decides. A prefixed variable that names no key is
+        // an unknown key like any other.
+        for (name, value) in env {
+            if let Some(rest) = name.strip_prefix(ENV_PREFIX) {
+                let path = rest.to_ascii_lowercase().replace("__", ".");
+                figment = figment.merge(Serialized::default(&path, env_value(&value)));
+            }
+        }
+
+        let config: Config = figment.extract().map_err(describe_figment_error)?;
+        config.validated()
+    }
+
+    /// The membership mode in force: `server.membership_mode` wins over `membership.mode`.
+    pub fn membership_mode(&self) -> MembershipMode {
+        self.server.membership_mode.unwrap_or(self.membership.mode)
+    }
+
+    fn validated(mut self) -> Result<Config, ConfigError> {
+        let fail = |msg: &str| Err(ConfigError(msg.to_owned()));
+        if self.server.name.trim().is_empty() {
+            return fail("server.name must not be empty");
+        }
+        match url::Url::parse(&self.server.public_url) {
+            Ok(url)
+                if matches!(url.scheme(), "http" | "https")
+                    && url.has_host()
+                    && url.query().is_none()
+                    && url.fragment().is_none() =>
+            {
+                self.server.public_url = self.server.public_url.trim_end_matches('/').to_owned();
+            }
+            _ => return fail("server.public_url must be an absolute http or https URL"),
+        }
+        match self.storage.backend {
+            Backend::Sqlite if self.storage.database_path.as_os_str().is_empty() => {
+                return fail("storage.database_path is required when backend = \"sqlite\"");
+            }
+            Backend::Postgres if self.storage.database_url.as_deref().is_none_or(str::is_empty) => {
+                return fail("storage.database_url is required when backend = \"postgres\"");
+            }
+            _ => {}
+        }
+        if let Some(url) = &self.storage.database_url
+            && !url.is_empty()
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(format!(
+                "storage.database_url must be a postgres:// URL, got {}",
+                redact_url(url)
+            )));
+        }
+        if self.storage.media.provider == MediaProvider::S3 && self.storage.media.bucket.as_deref().is_none_or(str::is_empty) {
+            return fail("storage.media.bucket is required when provider = \"s3\"");
+        }
+        if !(1..=604_800).contains(&self.storage.media.presign_ttl_seconds) {
+            return fail("storage.media.presign_ttl_seconds must be between 1 and 604800");
+        }
+        if self.storage.min_connections > self.storage.max_connections {
+            return fail("storage.min_connections must not exceed storage.max_connections");
+        }
+        let positive: [(&str, u64); 7] = [
+            ("storage.max_connections", self.storage.max_connections.into()),
+            ("storage.acquire_timeout_seconds", self.storage.acquire_timeout_seconds),
+            ("content.max_message_length", self.content.max_message_length as u64),
+            ("content.max_file_size", self.content.max_file_size),
+            ("auth.session_ttl_seconds", self.auth.session_ttl_seconds),
+            ("gateway.heartbeat_interval_ms", self.gateway.heartbeat_interval_ms),
+            ("gateway.heartbeat_ack_timeout_ms", self.gateway.heartbeat_ack_timeout_ms),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError(format!("{key} must be greater than 0")));
+        }
+        Ok(self)
+    }
+
+    /// The effective configuration as TOML, with the database password redacted. (S3
+    /// credentials are never part of the configuration: they come from AWS_* variables.)
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.storage.database_url = shown.storage.database_url.as_deref().map(redact_url);
+        toml::to_string_pretty(&shown).expect("configuration always serialises")
+    }
+}
+
+/// Parses an environment value as its most specific scalar, like figment does, so that the
+/// key's type decides (booleans, integers, or text).
+fn env_value(value: &str) -> figment::value::Value {
+    use figment::value::Value;
+    if let Ok(b) = value.parse::<bool>() {
+        return Value::from(b);
+    }
+    if let Ok(n) = value.parse::<u64>() {
+        return Value::from(n);
+    }
+    if let Ok(n) = value.parse::<i64>() {
+        return Value::from(n);
+    }
+    Value::from(value.to_owned())
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "<unparsable url>".to_owned(),
+    }
+}
+
+/// Turns figment's error into one line naming the key, the bad value and where it came from.
+fn describe_figment_error(err: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let key = err.path.join(".");
+    let source = err
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(source) => format!(" (in {source})"),
+            None => format!(" (in {})", m.name),
+        })
+        .unwrap_or_default();
+    let message = match &err.kind {
+        Kind::UnknownField(field, _) => {
+            let full = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
+            let env_name = format!("{ENV_PREFIX}{}", full.to_ascii_uppercase().replace('.', "__"));
+            format!("unknown configuration key `{full}`{source}; as an environment variable: {env_name}")
+        }
+        Kind::InvalidType(actual, expected) => {
+            format!("invalid value for `{key}`: found {actual}, expected {expected}{source}")
+        }
+        Kind::InvalidValue(actual, expected) => {
+            format!("invalid value for `{key}`: found {actual}, expected {expected}{source}")
+        }
+        Kind::UnknownVariant(value, expected) => {
+            format!("invalid value for `{key}`: `{value}`, expected one of {}{source}", expected.join(", "))
+        }
+        Kind::Message(msg) if !key.is_empty() => format!("invalid value for `{key}`: {msg}{source}"),
+        _ => format!("{err}"),
+    };
+    ConfigError(message)
+}

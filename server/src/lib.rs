@@ -1,0 +1,11 @@
+//! decentcom: a self-hosted, Discord-like chat server.
+//!
+//! - [`config`]: layered configuration (defaults → TOML → `DECENTCOM_*` environment).
+//! - [`storage`]: the storage contract and its SQLite and PostgreSQL backends.
+//! - [`http`]: the REST API and gateway served over `Arc<dyn Storage>`.
+//! - [`cli`]: the `decentcom` command line.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod storage;
