@@ -311,9 +311,32 @@ impl PoolSettings {
     }
 }
 
+/// Why a backend could not be opened. Every message is for the operator and never contains a
+/// password (URLs are shown through `config::redact_url`).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot reach the database server at {host}:{port}: {reason}")]
+    Unreachable { host: String, port: u16, reason: String },
+    #[error("the database server refused the credentials of user `{user}`")]
+    AuthenticationFailed { user: String },
+    #[error("database `{name}` does not exist (create it first, e.g. `createdb {name}`)")]
+    DatabaseMissing { name: String },
+    #[error(
+        "the database holds migration {version}, which this binary does not know: it was written \
+         by a newer decentcom; refusing to start"
+    )]
+    NewerSchema { version: i64 },
+    #[error("cannot open the SQLite database {path}: {reason}")]
+    Sqlite { path: String, reason: String },
+    #[error("running migrations failed: {0}")]
+    Migration(String),
+    #[error("cannot open the database: {0}")]
+    Other(String),
+}
+
 /// Opens the configured backend, running its embedded migrations. Errors are operator-facing
 /// and never contain a password.
-pub async fn open(config: &crate::config::StorageConfig) -> eyre::Result<std::sync::Arc<dyn Storage>> {
+pub async fn open(config: &crate::config::StorageConfig) -> Result<std::sync::Arc<dyn Storage>, OpenError> {
     #[allow(unused_imports)]
     use crate::config::Backend;
     #[allow(unused_variables)]
@@ -327,6 +350,6 @@ pub async fn open(config: &crate::config::StorageConfig) -> eyre::Result<std::sy
             Ok(std::sync::Arc::new(postgres::PostgresBackend::open(url, &settings).await?))
         }
         #[allow(unreachable_patterns)]
-        other => eyre::bail!("this build of decentcom has no {} backend", other.as_str()),
+        other => Err(OpenError::Other(format!("this build of decentcom has no {} backend", other.as_str()))),
     }
 }
