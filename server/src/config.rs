@@ -454,3 +454,163 @@ fn describe_figment_error(err: figment::Error) -> ConfigError {
     };
     ConfigError(message)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use pretty_assertions::assert_eq;
+
+    use super::*;
+
+    fn file(contents: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(contents.as_bytes()).unwrap();
+        f
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn load(toml: &str, vars: &[(&str, &str)]) -> Result<Config, String> {
+        let f = file(toml);
+        Config::load_with_env(Some(f.path()), env(vars)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_match_the_reference() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.storage.backend, Backend::Sqlite);
+        assert_eq!(config.storage.database_path, PathBuf::from("decentcom.db"));
+        assert_eq!(config.network.bind_address.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.content.max_file_size, 26_214_400);
+        assert_eq!(config.membership_mode(), MembershipMode::Open);
+    }
+
+    #[test]
+    fn file_then_environment_later_wins() {
+        let config = load(
+            "[server]\nname = \"from file\"\n[storage]\nmax_connections = 5\n[storage.media]\nprefix = \"p/\"\n",
+            &[
+                ("DECENTCOM_SERVER__NAME", "from env"),
+                ("DECENTCOM_STORAGE__MEDIA__PROVIDER", "s3"),
+                ("DECENTCOM_STORAGE__MEDIA__BUCKET", "b"),
+                ("DECENTCOM_FEATURES__MESSAGE_SEARCH", "false"),
+                ("DECENTCOM_NETWORK__ALLOWED_ORIGINS", "https://a.example, https://b.example"),
+                ("DECENTCOM_CONTENT__ALLOWED_FILE_TYPES", ""),
+                ("UNRELATED", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.server.name, "from env");
+        assert_eq!(config.storage.max_connections, 5);
+        assert_eq!(config.storage.media.provider, MediaProvider::S3);
+        assert_eq!(config.storage.media.prefix, "p/");
+        assert!(!config.features.message_search);
+        assert_eq!(config.network.allowed_origins, vec!["https://a.example", "https://b.example"]);
+        assert_eq!(config.content.allowed_file_types, Vec::<String>::new());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let err = load("[storage]\nbackend = \"sqlite\"\ndatabse_path = \"x.db\"\n", &[]).unwrap_err();
+        assert!(err.contains("storage.databse_path"), "{err}");
+        let err = load("[nonsense]\n", &[]).unwrap_err();
+        assert!(err.contains("nonsense"), "{err}");
+        let err = load("", &[("DECENTCOM_SERVER__NAEM", "x")]).unwrap_err();
+        assert!(err.contains("server.naem") && err.contains("DECENTCOM_SERVER__NAEM"), "{err}");
+    }
+
+    #[test]
+    fn type_errors_name_the_key_and_the_value() {
+        let err = load("[storage]\nmax_connections = \"many\"\n", &[]).unwrap_err();
+        assert!(err.contains("storage.max_connections") && err.contains("many"), "{err}");
+        let err = load("", &[("DECENTCOM_STORAGE__BACKEND", "oracle")]).unwrap_err();
+        assert!(err.contains("storage.backend") && err.contains("oracle"), "{err}");
+    }
+
+    #[test]
+    fn validation_happens_at_load() {
+        let cases = [
+            ("[server]\nname = \"  \"\n", "server.name must not be empty"),
+            ("[server]\npublic_url = \"ftp://x\"\n", "server.public_url must be an absolute http or https URL"),
+            ("[server]\npublic_url = \"https://x/?q=1\"\n", "server.public_url must be an absolute http or https URL"),
+            ("[storage]\nbackend = \"postgres\"\n", "storage.database_url is required when backend = \"postgres\""),
+            ("[storage]\ndatabase_path = \"\"\n", "storage.database_path is required when backend = \"sqlite\""),
+            ("[storage.media]\nprovider = \"s3\"\n", "storage.media.bucket is required when provider = \"s3\""),
+            ("[storage.media]\npresign_ttl_seconds = 0\n", "storage.media.presign_ttl_seconds must be between 1 and 604800"),
+            ("[storage]\nmin_connections = 11\n", "storage.min_connections must not exceed storage.max_connections"),
+            ("[content]\nmax_message_length = 0\n", "content.max_message_length must be greater than 0"),
+            ("[gateway]\nheartbeat_interval_ms = 0\n", "gateway.heartbeat_interval_ms must be greater than 0"),
+        ];
+        for (toml, expected) in cases {
+            assert_eq!(load(toml, &[]).unwrap_err(), expected, "for {toml:?}");
+        }
+    }
+
+    #[test]
+    fn an_explicit_missing_file_is_an_error() {
+        let err = Config::load_with_env(Some(Path::new("/nonexistent/decentcom.toml")), env(&[])).unwrap_err();
+        assert_eq!(err.to_string(), "config file /nonexistent/decentcom.toml does not exist");
+    }
+
+    #[test]
+    fn public_url_loses_its_trailing_slash() {
+        let config = load("[server]\npublic_url = \"https://chat.example/\"\n", &[]).unwrap();
+        assert_eq!(config.server.public_url, "https://chat.example");
+    }
+
+    #[test]
+    fn printed_configuration_redacts_the_database_password() {
+        let config = load(
+            "",
+            &[
+                ("DECENTCOM_STORAGE__BACKEND", "postgres"),
+                ("DECENTCOM_STORAGE__DATABASE_URL", "postgres://app:hunter2@db:5432/decentcom"),
+            ],
+        )
+        .unwrap();
+        let shown = config.to_redacted_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db:5432/decentcom"), "{shown}");
+        let err = load("[storage]\ndatabase_url = \"mysql://u:hunter2@h/d\"\n", &[]).unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn the_example_file_documents_every_key_with_its_default() {
+        let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../decentcom.example.toml")).unwrap();
+        let parsed: Config = toml::from_str(&example).expect("the example parses with no unknown keys");
+        assert_eq!(parsed, Config::default());
+        let defaults: toml::Table = toml::from_str(&Config::default().to_redacted_toml()).unwrap();
+        let uncommented: String = example
+            .lines()
+            .map(|l| {
+                // `# key = value` documents a key without a default; prose comments stay comments
+                let is_key = |l: &&str| {
+                    l.split_once(" = ").is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+                };
+                l.strip_prefix("# ").filter(is_key).unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let documented: toml::Table = toml::from_str(&uncommented).expect("commented keys parse too");
+        fn keys(t: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+            for (k, v) in t {
+                let path = format!("{prefix}{k}");
+                match v {
+                    toml::Value::Table(inner) => keys(inner, &format!("{path}."), out),
+                    _ => out.push(path),
+                }
+            }
+        }
+        let (mut want, mut have) = (Vec::new(), Vec::new());
+        keys(&defaults, "", &mut want);
+        keys(&documented, "", &mut have);
+        for key in want {
+            assert!(have.contains(&key), "decentcom.example.toml does not document {key}");
+        }
+    }
+}

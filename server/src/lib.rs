@@ -5,7 +5,11 @@
 //! - [`http`]: the REST API and gateway served over `Arc<dyn Storage>`.
 //! - [`cli`]: the `decentcom` command line.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod permissions;
 pub mod storage;
+#[doc(hidden)]
+pub mod testing;

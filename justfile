@@ -1,0 +1,50 @@
+# decentcom tasks. On a fresh machine run them through `scripts/just <recipe>`, which installs
+# `just` into .tools/ first.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Builds use the committed offline query metadata (.sqlx/); no database is needed to compile.
+export SQLX_OFFLINE := "true"
+
+# PostgreSQL used by the PostgreSQL suites: $DATABASE_URL, else the local server.
+pg_url := env_var_or_default("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+default:
+    @just --list
+
+# Run the server on the embedded default (SQLite file + local media directory).
+run *ARGS:
+    cargo run --release -p decentcom -- serve {{ARGS}}
+
+# Every test suite: unit tests, the storage conformance suite on SQLite and PostgreSQL,
+# schema parity, and the HTTP integration tests.
+test: require-pg
+    DECENTCOM_TEST_PG_URL="{{pg_url}}" cargo test --workspace
+
+# The SQLite half: unit tests and the conformance suite on SQLite.
+test-sqlite:
+    cargo test -p decentcom --lib
+    cargo test -p decentcom --test conformance -- sqlite::
+
+# The PostgreSQL suites, against $DATABASE_URL or the local server (each test in a fresh database).
+test-pg: require-pg
+    DECENTCOM_TEST_PG_URL="{{pg_url}}" cargo test -p decentcom --test conformance -- postgres::
+    DECENTCOM_TEST_PG_URL="{{pg_url}}" cargo test -p decentcom --test schema_parity
+
+# Fails, naming what is missing, when no PostgreSQL answers (never skips the suites).
+require-pg:
+    @scripts/require-pg.sh "{{pg_url}}"
+
+# Regenerate .sqlx/ for both dialects from scratch databases built from migrations/.
+prepare: require-pg
+    PG_ADMIN_URL="{{pg_url}}" scripts/sqlx-prepare.sh
+
+# Formatting, lints, and offline metadata freshness (both dialects).
+check: require-pg
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    PG_ADMIN_URL="{{pg_url}}" scripts/sqlx-prepare.sh --check
+
+# Storage benchmark on both backends: insert throughput, latest-page and search latency at 1M messages.
+bench-storage *ARGS: require-pg
+    DECENTCOM_TEST_PG_URL="{{pg_url}}" cargo run --release -p decentcom --example bench_storage -- {{ARGS}}

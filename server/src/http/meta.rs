@@ -1,0 +1,42 @@
+//! `GET /health` and `GET /api/v1/server/info`.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use crate::config::MembershipMode;
+
+#[derive(Serialize)]
+pub struct Health {
+    status: &'static str,
+}
+
+/// 200 after a trivial database query, 503 `database unavailable` when it fails.
+pub async fn health(State(state): State<AppState>) -> ApiResult<Json<Health>> {
+    state.storage.ping().await.map_err(|err| {
+        tracing::warn!(error = %err, "health check failed");
+        ApiError::database_unavailable()
+    })?;
+    Ok(Json(Health { status: "ok" }))
+}
+
+#[derive(Serialize)]
+pub struct ServerInfo {
+    name: String,
+    description: Option<String>,
+    membership_mode: MembershipMode,
+    /// The server icon's media id.
+    icon: Option<String>,
+}
+
+pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
+    let config = &state.config;
+    Json(ServerInfo {
+        name: config.server.name.clone(),
+        description: config.server.description.clone(),
+        membership_mode: config.membership_mode(),
+        icon: state.icon.as_ref().map(|hash| hash.to_string()),
+    })
+}

@@ -1,0 +1,103 @@
+//! `decentcom serve` as a real child process: first start creates the SQLite file and the media
+//! directory, `/health` and `/api/v1/server/info` answer, SIGTERM stops it cleanly; and `/health`
+//! answers 503 JSON once the database is gone.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pretty_assertions::assert_eq;
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts the binary in `dir` with `env` and waits until it answers `/health`.
+async fn start(dir: &Path, env: &[(&str, String)]) -> (Child, String) {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_decentcom"));
+    cmd.arg("serve")
+        .current_dir(dir)
+        .env("DECENTCOM_NETWORK__BIND_ADDRESS", format!("127.0.0.1:{port}"))
+        .env("DECENTCOM_SERVER__NAME", "Test Server")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn decentcom");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(resp) = reqwest::get(format!("{base}/health")).await {
+            assert_eq!(resp.status(), 200);
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("decentcom exited before serving: {status}");
+        }
+        assert!(Instant::now() < deadline, "decentcom did not start within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, base)
+}
+
+fn sigterm_and_wait(mut child: Child) {
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "decentcom exited with {status} after SIGTERM");
+            return;
+        }
+        assert!(Instant::now() < deadline, "decentcom did not stop within 10 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn first_start_on_sqlite_creates_its_files_serves_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base) = start(dir.path(), &[]).await;
+
+    assert!(dir.path().join("decentcom.db").is_file(), "the SQLite file is created");
+    assert!(dir.path().join("media").is_dir(), "the media directory is created");
+
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(health.headers()["content-type"], "application/json");
+    assert_eq!(health.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+
+    let info: Value = reqwest::get(format!("{base}/api/v1/server/info")).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        info,
+        json!({"name": "Test Server", "description": null, "membership_mode": "open", "icon": null})
+    );
+
+    sigterm_and_wait(child);
+}
+
+#[tokio::test]
+async fn health_is_503_json_when_the_postgres_database_goes_away() {
+    let scratch = decentcom::testing::ScratchPg::create("startup").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (child, base) = start(
+        dir.path(),
+        &[
+            ("DECENTCOM_STORAGE__BACKEND", "postgres".into()),
+            ("DECENTCOM_STORAGE__DATABASE_URL", scratch.url().into()),
+            ("DECENTCOM_STORAGE__ACQUIRE_TIMEOUT_SECONDS", "2".into()),
+        ],
+    )
+    .await;
+    assert!(!dir.path().join("decentcom.db").exists(), "no SQLite file with backend = postgres");
+
+    drop(scratch); // drops the database, closing the server's connections
+    let resp = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"error": "database unavailable"}));
+
+    sigterm_and_wait(child);
+}
