@@ -8,12 +8,14 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use crate::config::MembershipMode;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
     status: &'static str,
 }
 
 /// 200 after a trivial database query, 503 `database unavailable` when it fails.
+#[utoipa::path(get, path = "/health", tag = "meta",
+    responses((status = 200, body = Health), (status = 503, description = "database unavailable")))]
 pub async fn health(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     state.storage.ping().await.map_err(|err| {
         tracing::warn!(error = %err, "health check failed");
@@ -22,15 +24,18 @@ pub async fn health(State(state): State<AppState>) -> ApiResult<Json<Health>> {
     Ok(Json(Health { status: "ok" }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ServerInfo {
     name: String,
     description: Option<String>,
+    /// `open`, `invite_only`, `allowlist` or `closed`.
+    #[schema(value_type = String)]
     membership_mode: MembershipMode,
     /// The server icon's media id.
     icon: Option<String>,
 }
 
+#[utoipa::path(get, path = "/server/info", tag = "meta", responses((status = 200, body = ServerInfo)))]
 pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
     let config = &state.config;
     Json(ServerInfo {

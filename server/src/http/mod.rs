@@ -3,24 +3,36 @@
 //! Handlers are grouped by resource (`meta.rs`, …), stay thin, and never see SQL: they call the
 //! storage contract and map its results through [`error::ApiError`].
 
+pub mod dto;
 pub mod error;
+pub mod events;
+pub mod extract;
 mod meta;
+pub mod middleware;
+pub mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::storage::{self, ContentHash, Storage};
+use error::ApiError;
+use events::{EventBus, LocalBus};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub storage: Arc<dyn Storage>,
+    pub events: Arc<dyn EventBus>,
     /// The server icon's media id, imported at startup.
     pub icon: Option<ContentHash>,
 }
@@ -32,13 +44,61 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-/// The application's routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(info(title = "decentcom REST API", version = "1"))]
+struct ApiDoc;
+
+/// The API routes under `/api/v1` with their OpenAPI description, built from the same
+/// registrations so the document cannot miss a route.
+fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", OpenApiRouter::new().routes(routes!(meta::server_info)))
+        .routes(routes!(meta::health))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().1
+}
+
+/// The application: routes, JSON fallbacks and middleware.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new().route("/server/info", get(meta::server_info));
-    Router::new()
-        .route("/health", get(meta::health))
-        .nest("/api/v1", api)
+    let (routes, openapi) = api_routes();
+    let openapi = Arc::new(openapi);
+    let cors = cors(&state.config.network.allowed_origins);
+    routes
+        .route("/api/v1/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
+        .fallback(|| async { ApiError::not_found("not found") })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
+        .layer(axum::extract::DefaultBodyLimit::max(middleware::json_body_limit(&state)))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::body_limit))
+        .layer(axum::middleware::from_fn(middleware::timeout))
+        .layer(cors)
+        .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)
+}
+
+/// CORS (api.md §1.7): any origin when the list is empty, otherwise exactly the listed ones.
+fn cors(origins: &[String]) -> CorsLayer {
+    use axum::http::{HeaderName, Method, header};
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::RANGE, header::IF_NONE_MATCH])
+        .expose_headers([
+            header::ETAG,
+            header::CONTENT_RANGE,
+            header::ACCEPT_RANGES,
+            header::CONTENT_LENGTH,
+            HeaderName::from_static(middleware::REQUEST_ID),
+        ]);
+    if origins.is_empty() {
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        let list = origins.iter().filter_map(|o| o.parse().ok()).collect::<Vec<axum::http::HeaderValue>>();
+        layer.allow_origin(AllowOrigin::list(list))
+    }
 }
 
 /// Everything `decentcom serve` does before accepting connections (api.md §8): open the
@@ -54,7 +114,7 @@ pub async fn prepare(config: Config) -> eyre::Result<AppState> {
     if let Some(channel) = storage.ensure_default_channel("general").await? {
         tracing::info!(channel = %channel.name, "created the default channel");
     }
-    Ok(AppState { config: Arc::new(config), storage, icon: None })
+    Ok(AppState { config: Arc::new(config), storage, events: Arc::new(LocalBus::new()), icon: None })
 }
 
 /// Binds `network.bind_address` and serves until SIGINT/SIGTERM, then finishes in-flight

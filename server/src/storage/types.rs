@@ -46,9 +46,10 @@ macro_rules! entity_id {
         }
 
         impl<'de> Deserialize<'de> for $name {
+            /// From a decimal string only (a JSON number is a type error). The parse happens
+            /// inside the visitor so extractors can report which field held the bad id.
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
+                d.deserialize_str(IdVisitor).map($name)
             }
         }
     )*};
@@ -81,6 +82,24 @@ impl RoleId {
     /// The built-in administrator role.
     pub const ADMIN: RoleId = RoleId(2);
 }
+
+struct IdVisitor;
+
+impl serde::de::Visitor<'_> for IdVisitor {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an id string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<i64, E> {
+        parse_canonical_id(s).map_err(|_| E::custom(INVALID_ID))
+    }
+}
+
+/// The message of an id deserialization error; the HTTP layer turns it into
+/// `400 invalid id: <field>`.
+pub const INVALID_ID: &str = "invalid id";
 
 /// An id that is not a canonical positive decimal integer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,0 +1,150 @@
+//! Authentication levels (api.md §1.2, §2.4) as extractors. They only read headers, so handlers
+//! list them before any body extractor and authentication wins over body errors.
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use crate::auth::hash_token;
+use crate::permissions::MemberAccess;
+use crate::storage::{ChannelId, Member, Permissions, RoleId, Session, Timestamp, UserId};
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, message)
+}
+
+/// Resolves a bearer token to its live session; an expired one is deleted first.
+pub async fn session_for_token(state: &AppState, token: &str) -> ApiResult<Session> {
+    let session = state
+        .storage
+        .get_session(&hash_token(token))
+        .await?
+        .ok_or_else(|| unauthorized("invalid session token"))?;
+    if session.expires_at <= Timestamp::now() {
+        state.storage.delete_session(session.id).await?;
+        return Err(unauthorized("session token expired"));
+    }
+    Ok(session)
+}
+
+/// The bearer token of a request, checked in api.md's order.
+pub fn bearer_token(parts: &Parts) -> ApiResult<&str> {
+    let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| unauthorized("missing authorization header"))?;
+    let value = header.to_str().map_err(|_| unauthorized("invalid authorization header"))?;
+    if !value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(unauthorized("invalid authorization header"));
+    }
+    match value.strip_prefix("Bearer ") {
+        Some(token) if !token.is_empty() => Ok(token),
+        _ => Err(unauthorized("invalid bearer token")),
+    }
+}
+
+/// Level "session": a valid, unexpired session.
+pub struct Authed(pub Session);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let token = bearer_token(parts)?;
+        session_for_token(state, token).await.map(Authed)
+    }
+}
+
+/// Level "member": a session whose user is a member, with its server-wide access.
+pub struct AuthedMember {
+    pub session: Session,
+    pub member: Member,
+    pub access: MemberAccess,
+}
+
+impl AuthedMember {
+    pub fn user_id(&self) -> UserId {
+        self.session.user_id
+    }
+
+    /// 403 `read-only session: bot requires admin approval` for an unapproved bot's session.
+    pub fn require_writable(&self) -> ApiResult<()> {
+        if self.session.is_read_only {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "read-only session: bot requires admin approval"));
+        }
+        Ok(())
+    }
+
+    /// 403 `missing <name> permission` unless the base permissions hold `p`.
+    pub fn require(&self, p: Permissions, name: &str) -> ApiResult<()> {
+        if self.access.has(p) {
+            Ok(())
+        } else {
+            Err(ApiError::new(StatusCode::FORBIDDEN, format!("missing {name} permission")))
+        }
+    }
+
+    /// The member's channel-effective permissions.
+    pub async fn in_channel(&self, state: &AppState, channel: ChannelId) -> ApiResult<Permissions> {
+        if self.access.is_admin() {
+            return Ok(crate::permissions::ALL);
+        }
+        let overrides = state.storage.list_overrides(channel).await?;
+        if overrides.is_empty() {
+            return Ok(self.access.base);
+        }
+        let roles = state.storage.list_roles().await?;
+        let position = |id: RoleId| roles.iter().find(|r| r.id == id).map(|r| r.position);
+        Ok(self.access.in_channel(&overrides, position))
+    }
+
+    /// 403 `missing <name> permission` unless the channel-effective permissions hold `p`.
+    pub async fn require_in_channel(&self, state: &AppState, channel: ChannelId, p: Permissions, name: &str) -> ApiResult<Permissions> {
+        let bits = self.in_channel(state, channel).await?;
+        if crate::permissions::has(bits, p) {
+            Ok(bits)
+        } else {
+            Err(ApiError::new(StatusCode::FORBIDDEN, format!("missing {name} permission")))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AuthedMember {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let Authed(session) = Authed::from_request_parts(parts, state).await?;
+        let member = state
+            .storage
+            .get_member(session.user_id)
+            .await?
+            .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "membership required"))?;
+        let access = member_access(state, session.user_id).await?;
+        Ok(AuthedMember { session, member, access })
+    }
+}
+
+/// A member's server-wide access from its roles and @everyone.
+pub async fn member_access(state: &AppState, user: UserId) -> ApiResult<MemberAccess> {
+    let roles = state.storage.member_roles(user).await?;
+    let everyone = match roles.iter().find(|r| r.id == RoleId::EVERYONE) {
+        Some(role) => role.clone(),
+        None => state.storage.get_role(RoleId::EVERYONE).await?.ok_or_else(ApiError::internal)?,
+    };
+    Ok(MemberAccess::new(&everyone, roles))
+}
+
+/// Level "master": a session created by a master-key login.
+pub struct AuthedMaster(pub Session);
+
+impl FromRequestParts<AppState> for AuthedMaster {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let Authed(session) = Authed::from_request_parts(parts, state).await?;
+        if session.device_key_id.is_some() {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "device sessions cannot manage devices"));
+        }
+        Ok(AuthedMaster(session))
+    }
+}
