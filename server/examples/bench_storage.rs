@@ -50,7 +50,9 @@ fn vocabulary() -> Vec<String> {
     while words.len() < 5000 {
         let syllables = rng.random_range(2..=3);
         let word: String = (0..syllables)
-            .map(|_| format!("{}{}", onsets[rng.random_range(0..onsets.len())], vowels[rng.random_range(0..vowels.len())]))
+            .map(|_| {
+                format!("{}{}", onsets[rng.random_range(0..onsets.len())], vowels[rng.random_range(0..vowels.len())])
+            })
             .collect();
         words.insert(word);
     }
@@ -186,11 +188,16 @@ async fn main() {
     let postgres_figures = run("postgres", Arc::new(postgres), &args, &words).await;
 
     println!();
-    println!("storage benchmark: {} messages in one channel, {} samples per latency figure", args.messages, args.samples);
+    println!(
+        "storage benchmark: {} messages in one channel, {} samples per latency figure",
+        args.messages, args.samples
+    );
     println!(
         "| backend  | insert, 1 per tx | insert, batched | latest page p50 | latest page p99 | search p50 | search p99 | avg matches/query |"
     );
-    println!("|----------|-----------------:|----------------:|----------------:|----------------:|-----------:|-----------:|------------------:|");
+    println!(
+        "|----------|-----------------:|----------------:|----------------:|----------------:|-----------:|-----------:|------------------:|"
+    );
     for f in [&sqlite_figures, &postgres_figures] {
         println!(
             "| {:<8} | {:>12.0} /s | {:>11.0} /s | {:>15} | {:>15} | {:>10} | {:>10} | {:>17.0} |",

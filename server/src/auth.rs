@@ -157,10 +157,9 @@ mod tests {
         let signing = SigningKey::from_bytes(&[1; 32]);
         let key = parse_public_key("AKnL4NNf3DGWZJS6cPknBuEGnVsV4A4m5tgebLHaRSZ9").unwrap();
         assert_eq!(key.0, signing.verifying_key().to_bytes());
-        let signature = parse_signature(
-            "mDS/JqGu19H7NfCXc0qJRBXcj4ocsqrfnZtZOWeRUHWQx7sRL1WTRDTY7EVzrt/7F5LnF7g+fRcSzIHl46CJDg==",
-        )
-        .unwrap();
+        let signature =
+            parse_signature("mDS/JqGu19H7NfCXc0qJRBXcj4ocsqrfnZtZOWeRUHWQx7sRL1WTRDTY7EVzrt/7F5LnF7g+fRcSzIHl46CJDg==")
+                .unwrap();
         assert_eq!(signature.0, signing.sign(text.as_bytes()).to_bytes());
         assert!(verify(&key, text.as_bytes(), &signature));
         assert!(!verify(&key, b"something else", &signature));
@@ -193,10 +192,9 @@ mod tests {
         let bytes = cert.canonical_bytes();
         assert_eq!(hex::encode(&bytes), expected);
         assert_eq!(cert.device_pubkey.to_base58(), "9hSR6S7WPtxmTojgo6GG3k4yDPecgJY292j7xrsUGWBu");
-        let signature = parse_signature(
-            "S1B3GRS4Ny8v1mw7MgW9LB3mZ90z2FA0c/ZNmigEZmdRS8GixSclYiut1IBtu6Pa4zt3JtoEkaJVrl1XwhwzCA==",
-        )
-        .unwrap();
+        let signature =
+            parse_signature("S1B3GRS4Ny8v1mw7MgW9LB3mZ90z2FA0c/ZNmigEZmdRS8GixSclYiut1IBtu6Pa4zt3JtoEkaJVrl1XwhwzCA==")
+                .unwrap();
         assert!(verify(&cert.master_pubkey, &bytes, &signature));
         assert_eq!(DeviceCertificate::decode(&bytes), Some(cert));
     }

@@ -14,7 +14,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "decentcom.toml";
 /// Prefix of the environment overrides.
 pub const ENV_PREFIX: &str = "DECENTCOM_";
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -160,21 +160,6 @@ pub struct GatewayConfig {
     pub heartbeat_ack_timeout_ms: u64,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            network: NetworkConfig::default(),
-            storage: StorageConfig::default(),
-            features: FeaturesConfig::default(),
-            membership: MembershipConfig::default(),
-            content: ContentConfig::default(),
-            auth: AuthConfig::default(),
-            gateway: GatewayConfig::default(),
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -274,9 +259,7 @@ fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     }
     Ok(match ListOrString::deserialize(d)? {
         ListOrString::List(list) => list,
-        ListOrString::String(s) => {
-            s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
-        }
+        ListOrString::String(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
     })
 }
 
@@ -361,7 +344,9 @@ impl Config {
                 redact_url(url)
             )));
         }
-        if self.storage.media.provider == MediaProvider::S3 && self.storage.media.bucket.as_deref().is_none_or(str::is_empty) {
+        if self.storage.media.provider == MediaProvider::S3
+            && self.storage.media.bucket.as_deref().is_none_or(str::is_empty)
+        {
             return fail("storage.media.bucket is required when provider = \"s3\"");
         }
         if !(1..=604_800).contains(&self.storage.media.presign_ttl_seconds) {
@@ -540,7 +525,10 @@ mod tests {
             ("[storage]\nbackend = \"postgres\"\n", "storage.database_url is required when backend = \"postgres\""),
             ("[storage]\ndatabase_path = \"\"\n", "storage.database_path is required when backend = \"sqlite\""),
             ("[storage.media]\nprovider = \"s3\"\n", "storage.media.bucket is required when provider = \"s3\""),
-            ("[storage.media]\npresign_ttl_seconds = 0\n", "storage.media.presign_ttl_seconds must be between 1 and 604800"),
+            (
+                "[storage.media]\npresign_ttl_seconds = 0\n",
+                "storage.media.presign_ttl_seconds must be between 1 and 604800",
+            ),
             ("[storage]\nmin_connections = 11\n", "storage.min_connections must not exceed storage.max_connections"),
             ("[content]\nmax_message_length = 0\n", "content.max_message_length must be greater than 0"),
             ("[gateway]\nheartbeat_interval_ms = 0\n", "gateway.heartbeat_interval_ms must be greater than 0"),
@@ -581,7 +569,8 @@ mod tests {
 
     #[test]
     fn the_example_file_documents_every_key_with_its_default() {
-        let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../decentcom.example.toml")).unwrap();
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../decentcom.example.toml")).unwrap();
         let parsed: Config = toml::from_str(&example).expect("the example parses with no unknown keys");
         assert_eq!(parsed, Config::default());
         let defaults: toml::Table = toml::from_str(&Config::default().to_redacted_toml()).unwrap();

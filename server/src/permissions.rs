@@ -125,7 +125,12 @@ mod tests {
         let low = role(3, 5, Permissions::empty());
         let high = role(4, 20, Permissions::empty());
         let access = MemberAccess::new(&everyone(), vec![everyone(), low.clone(), high.clone()]);
-        let position = |id: RoleId| [everyone(), low.clone(), high.clone(), role(9, 50, Permissions::empty())].into_iter().find(|r| r.id == id).map(|r| r.position);
+        let position = |id: RoleId| {
+            [everyone(), low.clone(), high.clone(), role(9, 50, Permissions::empty())]
+                .into_iter()
+                .find(|r| r.id == id)
+                .map(|r| r.position)
+        };
         let overrides = [
             // @everyone loses READ in this channel …
             ovr(1, Permissions::empty(), Permissions::READ_MESSAGES),

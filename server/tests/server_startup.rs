@@ -71,10 +71,7 @@ async fn first_start_on_sqlite_creates_its_files_serves_and_stops_on_sigterm() {
     assert_eq!(health.json::<Value>().await.unwrap(), json!({"status": "ok"}));
 
     let info: Value = reqwest::get(format!("{base}/api/v1/server/info")).await.unwrap().json().await.unwrap();
-    assert_eq!(
-        info,
-        json!({"name": "Test Server", "description": null, "membership_mode": "open", "icon": null})
-    );
+    assert_eq!(info, json!({"name": "Test Server", "description": null, "membership_mode": "open", "icon": null}));
 
     sigterm_and_wait(child);
 }

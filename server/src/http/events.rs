@@ -36,13 +36,28 @@ pub mod close {
 /// What travels on the bus: events for connections, or instructions about connections.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum BusMessage {
-    Event { audience: Audience, op: String, data: serde_json::Value, t: i64 },
+    Event {
+        audience: Audience,
+        op: String,
+        data: serde_json::Value,
+        t: i64,
+    },
     /// Close the connections authenticated with these sessions (logout, device revocation).
-    CloseSessions { sessions: Vec<SessionId>, code: u16, reason: String },
+    CloseSessions {
+        sessions: Vec<SessionId>,
+        code: u16,
+        reason: String,
+    },
     /// Close every connection of the user (leave, kick, ban).
-    CloseUser { user: UserId, code: u16, reason: String },
+    CloseUser {
+        user: UserId,
+        code: u16,
+        reason: String,
+    },
     /// Drop every subscription to the channel.
-    ChannelDeleted { channel: ChannelId },
+    ChannelDeleted {
+        channel: ChannelId,
+    },
 }
 
 impl BusMessage {

@@ -111,7 +111,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
                 }
                 kind => ApiError::new(StatusCode::BAD_REQUEST, format!("invalid path parameter: {kind}")),
             }),
-            Err(other) => Err(ApiError::new(StatusCode::BAD_REQUEST, format!("invalid path parameter: {}", other.body_text()))),
+            Err(other) => {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, format!("invalid path parameter: {}", other.body_text())))
+            }
         }
     }
 }
@@ -129,7 +131,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
                 Err(ApiError::new(StatusCode::BAD_REQUEST, format!("invalid query string: {}", source_text(&e))))
             }
-            Err(other) => Err(ApiError::new(StatusCode::BAD_REQUEST, format!("invalid query string: {}", other.body_text()))),
+            Err(other) => {
+                Err(ApiError::new(StatusCode::BAD_REQUEST, format!("invalid query string: {}", other.body_text())))
+            }
         }
     }
 }
@@ -150,7 +154,10 @@ mod tests {
 
     #[test]
     fn invalid_id_errors_name_the_field() {
-        assert_eq!(invalid_id_field("attachment_ids[0]: invalid id at line 1 column 9").as_deref(), Some("attachment_ids"));
+        assert_eq!(
+            invalid_id_field("attachment_ids[0]: invalid id at line 1 column 9").as_deref(),
+            Some("attachment_ids")
+        );
         assert_eq!(invalid_id_field("grant_role_id: invalid id at line 1 column 3").as_deref(), Some("grant_role_id"));
         assert_eq!(invalid_id_field("content: invalid type: integer `1`, expected a string"), None);
     }

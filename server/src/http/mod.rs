@@ -122,9 +122,7 @@ pub async fn prepare(config: Config) -> eyre::Result<AppState> {
 pub async fn serve(config: Config) -> eyre::Result<()> {
     let bind = config.network.bind_address;
     let state = prepare(config).await?;
-    let listener = TcpListener::bind(bind)
-        .await
-        .map_err(|e| eyre::eyre!("cannot listen on {bind}: {e}"))?;
+    let listener = TcpListener::bind(bind).await.map_err(|e| eyre::eyre!("cannot listen on {bind}: {e}"))?;
     serve_on(listener, state, shutdown_signal()).await
 }
 

@@ -18,11 +18,8 @@ fn unauthorized(message: &str) -> ApiError {
 
 /// Resolves a bearer token to its live session; an expired one is deleted first.
 pub async fn session_for_token(state: &AppState, token: &str) -> ApiResult<Session> {
-    let session = state
-        .storage
-        .get_session(&hash_token(token))
-        .await?
-        .ok_or_else(|| unauthorized("invalid session token"))?;
+    let session =
+        state.storage.get_session(&hash_token(token)).await?.ok_or_else(|| unauthorized("invalid session token"))?;
     if session.expires_at <= Timestamp::now() {
         state.storage.delete_session(session.id).await?;
         return Err(unauthorized("session token expired"));
@@ -99,7 +96,13 @@ impl AuthedMember {
     }
 
     /// 403 `missing <name> permission` unless the channel-effective permissions hold `p`.
-    pub async fn require_in_channel(&self, state: &AppState, channel: ChannelId, p: Permissions, name: &str) -> ApiResult<Permissions> {
+    pub async fn require_in_channel(
+        &self,
+        state: &AppState,
+        channel: ChannelId,
+        p: Permissions,
+        name: &str,
+    ) -> ApiResult<Permissions> {
         let bits = self.in_channel(state, channel).await?;
         if crate::permissions::has(bits, p) {
             Ok(bits)

@@ -135,19 +135,13 @@ pub const UNIQUE_CONSTRAINTS: &[(&str, &str, Conflict)] = &[
 
 impl Conflict {
     pub fn from_pg_constraint(name: &str) -> Conflict {
-        UNIQUE_CONSTRAINTS
-            .iter()
-            .find(|(pg, _, _)| *pg == name)
-            .map_or(Conflict::Other, |(_, _, c)| *c)
+        UNIQUE_CONSTRAINTS.iter().find(|(pg, _, _)| *pg == name).map_or(Conflict::Other, |(_, _, c)| *c)
     }
 
     /// `message` is SQLite's text, e.g. `UNIQUE constraint failed: users.pubkey`.
     pub fn from_sqlite_message(message: &str) -> Conflict {
         let columns = message.rsplit(": ").next().unwrap_or_default();
-        UNIQUE_CONSTRAINTS
-            .iter()
-            .find(|(_, sqlite, _)| *sqlite == columns)
-            .map_or(Conflict::Other, |(_, _, c)| *c)
+        UNIQUE_CONSTRAINTS.iter().find(|(_, sqlite, _)| *sqlite == columns).map_or(Conflict::Other, |(_, _, c)| *c)
     }
 }
 

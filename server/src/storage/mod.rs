@@ -76,7 +76,8 @@ pub trait MemberStore {
     async fn get_bot_approval(&self, user: UserId) -> StorageResult<Option<BotApproval>>;
     /// Approves (clearing a revocation) and, in the same transaction, makes the bot a member with
     /// @everyone if it is not one. NotFound(Bot) without an approval row.
-    async fn approve_bot(&self, user: UserId, by: UserId, note: Option<String>) -> StorageResult<(BotApproval, Joined)>;
+    async fn approve_bot(&self, user: UserId, by: UserId, note: Option<String>)
+    -> StorageResult<(BotApproval, Joined)>;
     /// NotFound(Bot) without an approval row.
     async fn revoke_bot(&self, user: UserId) -> StorageResult<BotApproval>;
 }
@@ -205,7 +206,13 @@ pub trait InviteStore {
 #[async_trait]
 pub trait SessionStore {
     /// Stores a challenge, replacing any pending one for the same key.
-    async fn put_challenge(&self, pubkey: &PublicKey, nonce: Nonce, is_bot: bool, expires_at: Timestamp) -> StorageResult<()>;
+    async fn put_challenge(
+        &self,
+        pubkey: &PublicKey,
+        nonce: Nonce,
+        is_bot: bool,
+        expires_at: Timestamp,
+    ) -> StorageResult<()>;
     /// Deletes and returns the pending challenge in one statement (single use on every process),
     /// or None when there is none or it expired at `now`.
     async fn take_challenge(&self, pubkey: &PublicKey, now: Timestamp) -> StorageResult<Option<Challenge>>;
@@ -227,7 +234,11 @@ pub trait MediaStore {
     async fn put_media(&self, media: NewMedia) -> StorageResult<Media>;
     async fn get_media(&self, hash: &ContentHash) -> StorageResult<Option<Media>>;
     /// In one transaction: a media row per new hash and an unlinked attachment per file, in order.
-    async fn record_uploads(&self, media: Vec<NewMedia>, attachments: Vec<NewAttachment>) -> StorageResult<Vec<Attachment>>;
+    async fn record_uploads(
+        &self,
+        media: Vec<NewMedia>,
+        attachments: Vec<NewAttachment>,
+    ) -> StorageResult<Vec<Attachment>>;
     async fn get_attachment(&self, id: AttachmentId) -> StorageResult<Option<Attachment>>;
 }
 
@@ -257,7 +268,11 @@ pub trait DeviceStore {
     async fn list_device_keys(&self, user: UserId, now: Timestamp) -> StorageResult<Vec<DeviceKey>>;
     /// Sets revoked_at (once) and deletes the sessions created with the key, in one transaction.
     /// None for an unknown key or another user's.
-    async fn revoke_device_key(&self, user: UserId, device_pubkey: &PublicKey) -> StorageResult<Option<DeviceRevocation>>;
+    async fn revoke_device_key(
+        &self,
+        user: UserId,
+        device_pubkey: &PublicKey,
+    ) -> StorageResult<Option<DeviceRevocation>>;
 }
 
 /// Everything the server needs from a database. Implemented by `SqliteBackend` and
@@ -343,7 +358,9 @@ pub async fn open(config: &crate::config::StorageConfig) -> Result<std::sync::Ar
     let settings = PoolSettings::from_config(config);
     match config.backend {
         #[cfg(feature = "sqlite")]
-        Backend::Sqlite => Ok(std::sync::Arc::new(sqlite::SqliteBackend::open(&config.database_path, &settings).await?)),
+        Backend::Sqlite => {
+            Ok(std::sync::Arc::new(sqlite::SqliteBackend::open(&config.database_path, &settings).await?))
+        }
         #[cfg(feature = "postgres")]
         Backend::Postgres => {
             let url = config.database_url.as_deref().unwrap_or_default();

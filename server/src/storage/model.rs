@@ -53,10 +53,7 @@ impl Permissions {
 
     /// The names of the flags set, in bit order.
     pub fn stored_names(self) -> impl Iterator<Item = &'static str> {
-        Self::NAMES
-            .into_iter()
-            .filter(move |(_, p)| self.contains(*p))
-            .map(|(n, _)| n)
+        Self::NAMES.into_iter().filter(move |(_, p)| self.contains(*p)).map(|(n, _)| n)
     }
 }
 

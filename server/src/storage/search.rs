@@ -13,19 +13,14 @@ pub const MAX_TERMS: usize = 16;
 
 /// The tokens of a text: maximal runs of alphanumeric characters, lowercased.
 pub fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .map(str::to_lowercase)
+    text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()).map(str::to_lowercase)
 }
 
 /// The normalised copy that is indexed: every token of at most [`MAX_TOKEN_CHARS`] characters,
 /// joined by single spaces. Lowercasing can produce non-alphanumeric characters (combining marks);
 /// they stay inside their token, exactly as the query side tokenises them.
 pub fn normalise(content: &str) -> String {
-    tokens(content)
-        .filter(|t| t.chars().count() <= MAX_TOKEN_CHARS)
-        .collect::<Vec<_>>()
-        .join(" ")
+    tokens(content).filter(|t| t.chars().count() <= MAX_TOKEN_CHARS).collect::<Vec<_>>().join(" ")
 }
 
 /// One query term: every term must equal one of a message's tokens (a prefix term: be a prefix
@@ -202,10 +197,7 @@ mod tests {
 
     #[test]
     fn highlight_marks_whole_matching_tokens() {
-        assert_eq!(
-            highlight("Rust is great; rusty too", &[term("rust", true)]),
-            "**Rust** is great; **rusty** too"
-        );
+        assert_eq!(highlight("Rust is great; rusty too", &[term("rust", true)]), "**Rust** is great; **rusty** too");
         let long = format!("{} needle {}", "a ".repeat(100), "b ".repeat(100));
         let h = highlight(&long, &[term("needle", false)]);
         assert!(h.starts_with('…') && h.ends_with('…'), "{h}");

@@ -152,9 +152,7 @@ impl Timestamp {
 
     /// Any RFC 3339 timestamp with an offset, converted to UTC, sub-microsecond digits dropped.
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
-        DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|at| Self::from_datetime(at.with_timezone(&Utc)))
+        DateTime::parse_from_rfc3339(s).ok().map(|at| Self::from_datetime(at.with_timezone(&Utc)))
     }
 }
 
