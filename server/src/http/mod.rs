@@ -3,13 +3,29 @@
 //! Handlers are grouped by resource (`meta.rs`, …), stay thin, and never see SQL: they call the
 //! storage contract and map its results through [`error::ApiError`].
 
+mod attachments;
+mod auth;
+mod channels;
+mod devices;
+mod dms;
 pub mod dto;
 pub mod error;
 pub mod events;
 pub mod extract;
+mod gateway;
+mod invites;
+mod media;
+mod members;
+mod messages;
 mod meta;
 pub mod middleware;
+mod profiles;
+mod reactions;
+mod roles;
+mod search;
 pub mod session;
+mod threads;
+mod typing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +39,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::Config;
+use crate::media::Blobs;
 use crate::storage::{self, ContentHash, Storage};
 use error::ApiError;
 use events::{EventBus, LocalBus};
@@ -33,8 +50,16 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub storage: Arc<dyn Storage>,
     pub events: Arc<dyn EventBus>,
+    pub media: Blobs,
     /// The server icon's media id, imported at startup.
     pub icon: Option<ContentHash>,
+}
+
+impl AppState {
+    /// Publishes an event to the connections in `audience` (after the change is committed).
+    pub async fn publish(&self, audience: events::Audience, op: &str, data: impl serde::Serialize) {
+        self.events.publish(events::BusMessage::event(audience, op, data)).await;
+    }
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
@@ -53,7 +78,27 @@ struct ApiDoc;
 fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use utoipa::OpenApi;
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", OpenApiRouter::new().routes(routes!(meta::server_info)))
+        .nest(
+            "/api/v1",
+            OpenApiRouter::new()
+                .routes(routes!(meta::server_info))
+                .merge(auth::router())
+                .merge(devices::router())
+                .merge(members::router())
+                .merge(invites::router())
+                .merge(profiles::router())
+                .merge(channels::router())
+                .merge(messages::router())
+                .merge(reactions::router())
+                .merge(threads::router())
+                .merge(search::router())
+                .merge(typing::router())
+                .merge(dms::router())
+                .merge(roles::router())
+                .merge(attachments::router())
+                .merge(media::router())
+                .merge(gateway::router()),
+        )
         .routes(routes!(meta::health))
         .split_for_parts()
 }
@@ -106,15 +151,34 @@ fn cors(origins: &[String]) -> CorsLayer {
 pub async fn prepare(config: Config) -> eyre::Result<AppState> {
     let storage = storage::open(&config.storage).await?;
     tracing::info!(backend = storage.backend_name(), "storage ready");
-    if config.storage.media.provider == crate::config::MediaProvider::Local {
-        let path = &config.storage.media.path;
-        std::fs::create_dir_all(path)
-            .map_err(|e| eyre::eyre!("cannot create the media directory {}: {e}", path.display()))?;
-    }
+    let media = Blobs::from_config(&config.storage.media)?;
     if let Some(channel) = storage.ensure_default_channel("general").await? {
         tracing::info!(channel = %channel.name, "created the default channel");
     }
-    Ok(AppState { config: Arc::new(config), storage, events: Arc::new(LocalBus::new()), icon: None })
+    let icon = match &config.server.icon_path {
+        Some(path) => Some(import_icon(storage.as_ref(), &media, path).await?),
+        None => None,
+    };
+    Ok(AppState { config: Arc::new(config), storage, events: Arc::new(LocalBus::new()), media, icon })
+}
+
+/// Reads `server.icon_path` into the media store and the `media` table; returns its media id.
+async fn import_icon(storage: &dyn Storage, media: &Blobs, path: &std::path::Path) -> eyre::Result<ContentHash> {
+    let bytes = std::fs::read(path).map_err(|e| eyre::eyre!("cannot read server.icon_path {}: {e}", path.display()))?;
+    let mime = crate::media::sniff_mime(&bytes).unwrap_or("application/octet-stream");
+    let size = bytes.len() as i64;
+    let hash = media.put_bytes(bytes.into()).await?;
+    storage
+        .put_media(storage::NewMedia {
+            object_key: media.object_key(&hash),
+            bucket: media.bucket().map(str::to_owned),
+            content_hash: hash.clone(),
+            size_bytes: size,
+            mime_type: mime.to_owned(),
+            uploaded_by: None,
+        })
+        .await?;
+    Ok(hash)
 }
 
 /// Binds `network.bind_address` and serves until SIGINT/SIGTERM, then finishes in-flight

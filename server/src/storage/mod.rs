@@ -155,6 +155,23 @@ pub trait MessageStore {
     async fn delete_message(&self, id: MessageId) -> StorageResult<bool>;
     /// Non-deleted messages of the given channels matching every term, newest first.
     async fn search_messages(&self, query: SearchQuery) -> StorageResult<SearchPage>;
+    /// Bulk load: plain messages (no attachments, no thread) into one channel, in order, in one
+    /// transaction; returns how many were inserted. Backends override this with a single
+    /// multi-row statement; the default inserts them one by one.
+    async fn create_messages_batch(&self, channel: ChannelId, messages: Vec<(UserId, String)>) -> StorageResult<u64> {
+        let count = messages.len() as u64;
+        for (author_id, content) in messages {
+            self.create_message(NewMessage {
+                channel_id: channel,
+                thread_id: None,
+                author_id,
+                content,
+                attachment_ids: vec![],
+            })
+            .await?;
+        }
+        Ok(count)
+    }
 }
 
 #[async_trait]

@@ -39,6 +39,36 @@ pub(super) async fn insert_message(
 
 #[async_trait]
 impl MessageStore for SqliteBackend {
+    async fn create_messages_batch(&self, channel: ChannelId, messages: Vec<(UserId, String)>) -> StorageResult<u64> {
+        // One statement for the whole batch: rows travel as a JSON array of
+        // [author, content, search_text] and json_each yields them in array order, so ids follow
+        // the input order.
+        let rows: Vec<(i64, &str, String)> =
+            messages.iter().map(|(author, content)| (author.0, content.as_str(), search::normalise(content))).collect();
+        let rows = serde_json::to_string(&rows).map_err(|e| StorageError::InvalidInput(e.to_string()))?;
+        let now = Timestamp::now().as_micros();
+        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let exists =
+            sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM channels WHERE id = ?1) AS "present!: bool""#, channel)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !exists {
+            return Err(StorageError::NotFound(Entity::Channel));
+        }
+        let inserted = sqlx::query!(
+            "INSERT INTO messages (channel_id, author_id, content, search_text, created_at)
+             SELECT ?1, value ->> 0, value ->> 1, value ->> 2, ?2 FROM json_each(?3) ORDER BY key",
+            channel,
+            now,
+            rows
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
     async fn create_message(&self, new: NewMessage) -> StorageResult<Message> {
         let now = Timestamp::now();
         let now_micros = now.as_micros();

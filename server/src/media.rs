@@ -1,0 +1,293 @@
+//! Media blobs behind `object_store` (a local directory, or an S3-compatible bucket), addressed
+//! by the SHA-256 of their bytes (api.md §3.5).
+//!
+//! Uploads are streamed to a temporary object while they are hashed and measured, so memory does
+//! not grow with file size; only once every file of a request has passed its checks is each one
+//! moved to its content key (unless that key already exists: deduplication). The caller records
+//! the metadata rows after the move, so a row never exists without its blob.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, GetResult, ObjectStore, ObjectStoreExt, WriteMultipart};
+use sha2::{Digest, Sha256};
+
+use crate::config::{MediaConfig, MediaProvider};
+use crate::storage::ContentHash;
+
+/// How many leading bytes of an upload are kept for type detection and image dimensions.
+pub const HEAD_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("file exceeds maximum size of {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// Refused by the caller's check of the first bytes (e.g. a disallowed type).
+    #[error("{0}")]
+    Rejected(String),
+    /// Reading the request body failed.
+    #[error("invalid upload body: {0}")]
+    Body(String),
+    #[error("media store unavailable")]
+    Unavailable(#[source] object_store::Error),
+}
+
+/// An upload written to a temporary object, not yet at its content key.
+#[derive(Debug)]
+pub struct Staged {
+    temp: ObjectPath,
+    pub hash: ContentHash,
+    pub size: u64,
+    /// The first [`HEAD_BYTES`] bytes (all of a shorter file).
+    pub head: Vec<u8>,
+}
+
+/// The media store of this server.
+#[derive(Clone, Debug)]
+pub struct Blobs {
+    store: Arc<dyn ObjectStore>,
+    provider: MediaProvider,
+    prefix: String,
+    bucket: Option<String>,
+}
+
+impl Blobs {
+    /// A local directory (created if missing).
+    pub fn local(dir: &std::path::Path) -> Result<Blobs, BlobError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            BlobError::Unavailable(object_store::Error::Generic { store: "local", source: Box::new(e) })
+        })?;
+        let store = LocalFileSystem::new_with_prefix(dir).map_err(BlobError::Unavailable)?;
+        Ok(Blobs { store: Arc::new(store), provider: MediaProvider::Local, prefix: String::new(), bucket: None })
+    }
+
+    /// The store described by `[storage.media]`.
+    pub fn from_config(config: &MediaConfig) -> eyre::Result<Blobs> {
+        match config.provider {
+            MediaProvider::Local => Blobs::local(&config.path)
+                .map_err(|e| eyre::eyre!("cannot use the media directory {}: {e}", config.path.display())),
+            MediaProvider::S3 => eyre::bail!("storage.media.provider = \"s3\" is not available in this build yet"),
+        }
+    }
+
+    pub fn provider(&self) -> MediaProvider {
+        self.provider
+    }
+
+    pub fn bucket(&self) -> Option<&str> {
+        self.bucket.as_deref()
+    }
+
+    /// The object key of a blob: `<prefix><hash>`.
+    pub fn object_key(&self, hash: &ContentHash) -> String {
+        format!("{}{}", self.prefix, hash)
+    }
+
+    fn path(&self, hash: &ContentHash) -> ObjectPath {
+        ObjectPath::from(self.object_key(hash))
+    }
+
+    /// Streams `body` to a temporary object while hashing it. Stops reading as soon as the size
+    /// passes `max_size`; `check_head` sees the first bytes once (at most 12, or fewer for a
+    /// shorter file) and may refuse the upload. On any error the temporary object is removed.
+    pub async fn stage<S, E>(
+        &self,
+        mut body: S,
+        max_size: u64,
+        mut check_head: impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<Staged, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let temp = ObjectPath::from(format!("{}tmp/{}", self.prefix, hex::encode(rand::random::<[u8; 16]>())));
+        let upload = self.store.put_multipart(&temp).await.map_err(BlobError::Unavailable)?;
+        let mut writer = WriteMultipart::new(upload);
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut head = Vec::new();
+        let mut head_checked = false;
+
+        let outcome: Result<(), BlobError> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
+                size += chunk.len() as u64;
+                if size > max_size {
+                    return Err(BlobError::TooLarge { limit: max_size });
+                }
+                if head.len() < HEAD_BYTES {
+                    let take = (HEAD_BYTES - head.len()).min(chunk.len());
+                    head.extend_from_slice(&chunk[..take]);
+                }
+                if !head_checked && head.len() >= 12 {
+                    head_checked = true;
+                    check_head(&head[..12]).map_err(BlobError::Rejected)?;
+                }
+                hasher.update(&chunk);
+                writer.wait_for_capacity(4).await.map_err(BlobError::Unavailable)?;
+                writer.put(chunk);
+            }
+            if !head_checked && !head.is_empty() {
+                check_head(&head).map_err(BlobError::Rejected)?;
+            }
+            Ok(())
+        }
+        .await;
+
+        if let Err(err) = outcome {
+            let _ = writer.abort().await;
+            let _ = self.store.delete(&temp).await;
+            return Err(err);
+        }
+        if let Err(err) = writer.finish().await {
+            let _ = self.store.delete(&temp).await;
+            return Err(BlobError::Unavailable(err));
+        }
+        Ok(Staged { temp, hash: ContentHash::from_digest(hasher.finalize().into()), size, head })
+    }
+
+    /// Moves a staged blob to its content key, or drops it when that blob already exists.
+    pub async fn commit(&self, staged: &Staged) -> Result<(), BlobError> {
+        let dest = self.path(&staged.hash);
+        match self.store.head(&dest).await {
+            Ok(_) => {
+                let _ = self.store.delete(&staged.temp).await;
+                Ok(())
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                self.store.rename(&staged.temp, &dest).await.map_err(BlobError::Unavailable)
+            }
+            Err(err) => Err(BlobError::Unavailable(err)),
+        }
+    }
+
+    /// Removes a staged blob that will not be committed.
+    pub async fn discard(&self, staged: &Staged) {
+        if let Err(err) = self.store.delete(&staged.temp).await {
+            tracing::warn!(error = %err, "could not remove a temporary upload");
+        }
+    }
+
+    /// Stores small in-memory bytes (avatars, the server icon) at their content key.
+    pub async fn put_bytes(&self, bytes: Bytes) -> Result<ContentHash, BlobError> {
+        let hash = ContentHash::from_digest(Sha256::digest(&bytes).into());
+        let dest = self.path(&hash);
+        match self.store.head(&dest).await {
+            Ok(_) => Ok(hash),
+            Err(object_store::Error::NotFound { .. }) => {
+                self.store.put(&dest, bytes.into()).await.map_err(BlobError::Unavailable)?;
+                Ok(hash)
+            }
+            Err(err) => Err(BlobError::Unavailable(err)),
+        }
+    }
+
+    /// Reads a blob, or a byte range of it.
+    pub async fn get(&self, hash: &ContentHash, range: Option<Range<u64>>) -> Result<GetResult, object_store::Error> {
+        let options = GetOptions { range: range.map(GetRange::Bounded), ..GetOptions::default() };
+        self.store.get_opts(&self.path(hash), options).await
+    }
+
+    /// Whether the blob exists.
+    pub async fn exists(&self, hash: &ContentHash) -> Result<bool, object_store::Error> {
+        match self.store.head(&self.path(hash)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// The MIME type decided from a file's first bytes (api.md §3.5 step 3), if they are one of the
+/// recognised signatures.
+pub fn sniff_mime(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
+        Some("image/png")
+    } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if head.len() >= 12 && head.starts_with(b"RIFF") && &head[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else if head.starts_with(b"%PDF") {
+        Some("application/pdf")
+    } else {
+        None
+    }
+}
+
+/// Width and height from an image header, without decoding (None if unreadable or not an image).
+pub fn image_dimensions(mime: &str, head: &[u8]) -> Option<(i64, i64)> {
+    if !matches!(mime, "image/png" | "image/jpeg" | "image/gif" | "image/webp") {
+        return None;
+    }
+    let size = imagesize::blob_size(head).ok()?;
+    Some((i64::try_from(size.width).ok()?, i64::try_from(size.height).ok()?))
+}
+
+/// `inline` for types browsers display safely, `attachment` for everything else.
+pub fn content_disposition(mime: &str) -> &'static str {
+    match mime {
+        "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "video/mp4" | "video/webm" | "audio/mpeg"
+        | "audio/ogg" => "inline",
+        _ => "attachment",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pretty_assertions::assert_eq;
+
+    use super::*;
+
+    fn chunks(parts: Vec<&'static [u8]>) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Unpin {
+        futures::stream::iter(parts.into_iter().map(|p| Ok(Bytes::from_static(p))))
+    }
+
+    fn temp_objects(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir.join("tmp")).map(|d| d.count()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn staged_uploads_are_hashed_committed_and_deduplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::local(dir.path()).unwrap();
+        let staged = blobs.stage(chunks(vec![b"hello ", b"world"]), 100, |_| Ok(())).await.unwrap();
+        assert_eq!(staged.size, 11);
+        assert_eq!(staged.hash.as_str(), "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
+        assert_eq!(staged.head, b"hello world");
+        blobs.commit(&staged).await.unwrap();
+        let again = blobs.stage(chunks(vec![b"hello world"]), 100, |_| Ok(())).await.unwrap();
+        blobs.commit(&again).await.unwrap();
+        assert_eq!(std::fs::read(dir.path().join(staged.hash.as_str())).unwrap(), b"hello world");
+        assert_eq!(temp_objects(dir.path()), 0);
+        let got = blobs.get(&staged.hash, Some(6..11)).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&got[..], b"world");
+    }
+
+    #[tokio::test]
+    async fn too_large_or_rejected_uploads_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::local(dir.path()).unwrap();
+        let err = blobs.stage(chunks(vec![b"0123456789", b"0123456789"]), 15, |_| Ok(())).await.unwrap_err();
+        assert!(matches!(err, BlobError::TooLarge { limit: 15 }), "{err:?}");
+        let err = blobs.stage(chunks(vec![b"%PDF-1.7 and more"]), 100, |_| Err("no pdf".into())).await.unwrap_err();
+        assert!(matches!(err, BlobError::Rejected(ref m) if m == "no pdf"), "{err:?}");
+        assert_eq!(temp_objects(dir.path()), 0);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().is_file()).count(), 0);
+    }
+
+    #[test]
+    fn sniffing_and_dispositions() {
+        assert_eq!(sniff_mime(b"\x89PNG\r\n\x1a\n...."), Some("image/png"));
+        assert_eq!(sniff_mime(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(sniff_mime(b"GIF89a"), Some("image/gif"));
+        assert_eq!(sniff_mime(b"plain text"), None);
+        assert_eq!(content_disposition("image/png"), "inline");
+        assert_eq!(content_disposition("text/html"), "attachment");
+    }
+}
