@@ -6,6 +6,7 @@
 mod attachments;
 mod auth;
 mod channels;
+pub mod common;
 mod devices;
 mod dms;
 pub mod dto;

@@ -3,4 +3,21 @@
 
 mod support;
 
+mod attachments;
+mod auth;
+mod channels;
+mod devices;
+mod dms;
+mod gateway;
+mod invites;
+mod media;
+mod members;
+mod messages;
 mod meta;
+mod openapi;
+mod profiles;
+mod reactions;
+mod roles;
+mod search;
+mod threads;
+mod typing;
