@@ -98,3 +98,69 @@ async fn health_is_503_json_when_the_postgres_database_goes_away() {
 
     sigterm_and_wait(child);
 }
+
+/// Runs `decentcom serve` with `env`, expecting it to refuse to start; returns its stderr.
+fn refuses_to_start(env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_decentcom"));
+    cmd.arg("serve").current_dir(dir.path()).env("DECENTCOM_NETWORK__BIND_ADDRESS", "127.0.0.1:0");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = cmd.output().unwrap();
+    assert!(!output.status.success(), "decentcom started although it should not have");
+    String::from_utf8(output.stderr).unwrap()
+}
+
+fn postgres_env(url: &str) -> [(&'static str, &str); 3] {
+    [
+        ("DECENTCOM_STORAGE__BACKEND", "postgres"),
+        ("DECENTCOM_STORAGE__DATABASE_URL", url),
+        ("DECENTCOM_STORAGE__ACQUIRE_TIMEOUT_SECONDS", "3"),
+    ]
+}
+
+#[test]
+fn an_unreachable_postgres_is_named_by_host_and_port_without_the_password() {
+    let stderr = refuses_to_start(&postgres_env("postgres://app:hunter2@127.0.0.1:1/decentcom"));
+    assert!(stderr.contains("cannot reach the database server at 127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn a_missing_postgres_database_is_named() {
+    let admin = decentcom::testing::pg_admin_url();
+    let url = format!("{}/decentcom_no_such_database", admin.rsplit_once('/').unwrap().0);
+    let stderr = refuses_to_start(&postgres_env(&url));
+    assert!(stderr.contains("database `decentcom_no_such_database` does not exist"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_binary_is_refused() {
+    use sqlx::Connection;
+    let scratch = decentcom::testing::ScratchPg::create("newer").await;
+    let settings = decentcom::storage::PoolSettings::from_config(&Default::default());
+    drop(decentcom::storage::postgres::PostgresBackend::open(scratch.url(), &settings).await.unwrap());
+    // Pretend a newer decentcom applied a migration this binary does not know. This edits sqlx's
+    // own bookkeeping table, which the query macros do not cover (test-only runtime SQL).
+    let mut conn = sqlx::PgConnection::connect(scratch.url()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (99990101000000, 'from the future', TRUE, '\\x00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let url = scratch.url().to_owned();
+    let stderr = tokio::task::spawn_blocking(move || refuses_to_start(&postgres_env(&url))).await.unwrap();
+    assert!(stderr.contains("migration 99990101000000") && stderr.contains("refusing to start"), "{stderr}");
+}
+
+#[test]
+fn configuration_errors_stop_startup_naming_the_key() {
+    let stderr = refuses_to_start(&[("DECENTCOM_STORAGE__MAX_CONECTIONS", "5")]);
+    assert!(stderr.contains("storage.max_conections") && stderr.contains("DECENTCOM_STORAGE__MAX_CONECTIONS"), "{stderr}");
+    let stderr = refuses_to_start(&[("DECENTCOM_STORAGE__BACKEND", "postgres")]);
+    assert!(stderr.contains("storage.database_url is required when backend = \"postgres\""), "{stderr}");
+}
