@@ -202,6 +202,61 @@ impl Blobs {
     }
 }
 
+/// A pre-signed URL a client is redirected to instead of being streamed the bytes (S3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub location: String,
+    /// For `Cache-Control: private, max-age=<n>`.
+    pub max_age_seconds: u64,
+}
+
+/// The bytes of a blob (or of a range of it), streamed.
+pub type BlobStream = futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+impl Blobs {
+    /// Where to send a client for this blob, when the provider serves media itself (S3: a
+    /// pre-signed GET URL with the type and disposition signed into it); `None` means the server
+    /// streams the bytes ([`Blobs::open`]). The local provider always streams.
+    pub fn redirect_for(&self, _hash: &ContentHash, _mime: &str) -> Result<Option<Redirect>, BlobError> {
+        match self.provider {
+            MediaProvider::Local | MediaProvider::S3 => Ok(None),
+        }
+    }
+
+    /// Opens a blob, or a byte range of it, as a stream (`None` when the blob is missing).
+    pub async fn open(&self, hash: &ContentHash, range: Option<Range<u64>>) -> Result<Option<BlobStream>, BlobError> {
+        match self.get(hash, range).await {
+            Ok(result) => Ok(Some(result.into_stream().map(|chunk| chunk.map_err(std::io::Error::other)).boxed())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(BlobError::Unavailable(err)),
+        }
+    }
+}
+
+/// The stored name of an uploaded file (api.md §3.5 step 1): directory components removed,
+/// trimmed, at most 255 characters; `unnamed` when absent or empty.
+pub fn clean_filename(raw: Option<&str>) -> String {
+    let base = raw.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("").trim();
+    let name: String = base.chars().take(255).collect();
+    let name = name.trim().to_owned();
+    if name.is_empty() { "unnamed".to_owned() } else { name }
+}
+
+/// A part's declared `Content-Type`, lowercased without parameters (None when absent or empty).
+pub fn declared_mime(content_type: Option<&str>) -> Option<String> {
+    let essence = content_type?.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    (!essence.is_empty()).then_some(essence)
+}
+
+/// The type of an upload (api.md §3.5 step 3): from its first bytes, else the declared type,
+/// else `application/octet-stream`.
+pub fn upload_mime(head: &[u8], declared: Option<&str>) -> String {
+    match sniff_mime(head) {
+        Some(mime) => mime.to_owned(),
+        None => declared.unwrap_or("application/octet-stream").to_owned(),
+    }
+}
+
 /// The MIME type decided from a file's first bytes (api.md §3.5 step 3), if they are one of the
 /// recognised signatures.
 pub fn sniff_mime(head: &[u8]) -> Option<&'static str> {
@@ -279,6 +334,21 @@ mod tests {
         assert!(matches!(err, BlobError::Rejected(ref m) if m == "no pdf"), "{err:?}");
         assert_eq!(temp_objects(dir.path()), 0);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().filter(|e| e.as_ref().unwrap().path().is_file()).count(), 0);
+    }
+
+    #[test]
+    fn filenames_and_declared_types() {
+        assert_eq!(clean_filename(Some("../../etc/passwd")), "passwd");
+        assert_eq!(clean_filename(Some("C:\\Users\\me\\ report.pdf ")), "report.pdf");
+        assert_eq!(clean_filename(Some("  ")), "unnamed");
+        assert_eq!(clean_filename(Some("dir/")), "unnamed");
+        assert_eq!(clean_filename(None), "unnamed");
+        assert_eq!(clean_filename(Some(&"é".repeat(300))).chars().count(), 255);
+        assert_eq!(declared_mime(Some("Text/Plain; charset=utf-8")).as_deref(), Some("text/plain"));
+        assert_eq!(declared_mime(Some(" ; x")), None);
+        assert_eq!(upload_mime(b"%PDF-1.4", Some("text/plain")), "application/pdf");
+        assert_eq!(upload_mime(b"hello", Some("text/plain")), "text/plain");
+        assert_eq!(upload_mime(b"hello", None), "application/octet-stream");
     }
 
     #[test]

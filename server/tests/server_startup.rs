@@ -160,7 +160,10 @@ async fn a_database_migrated_by_a_newer_binary_is_refused() {
 #[test]
 fn configuration_errors_stop_startup_naming_the_key() {
     let stderr = refuses_to_start(&[("DECENTCOM_STORAGE__MAX_CONECTIONS", "5")]);
-    assert!(stderr.contains("storage.max_conections") && stderr.contains("DECENTCOM_STORAGE__MAX_CONECTIONS"), "{stderr}");
+    assert!(
+        stderr.contains("storage.max_conections") && stderr.contains("DECENTCOM_STORAGE__MAX_CONECTIONS"),
+        "{stderr}"
+    );
     let stderr = refuses_to_start(&[("DECENTCOM_STORAGE__BACKEND", "postgres")]);
     assert!(stderr.contains("storage.database_url is required when backend = \"postgres\""), "{stderr}");
 }

@@ -1,9 +1,365 @@
-//! Routes: see api.md. (Being written.)
+//! `GET /api/v1/gateway` (api.md §6): the WebSocket event stream.
+//!
+//! Each connection is one task that owns its socket and selects over: client frames
+//! (SUBSCRIBE / UNSUBSCRIBE / HEARTBEAT_ACK), the event bus (events filtered by audience and
+//! instructions to close connections), the heartbeat timers and server shutdown. Everything a
+//! connection sends goes through that one task, so per-channel order is the bus order.
 
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::{Instant, sleep_until};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
+use super::error::ApiError;
+use super::events::{Audience, BusMessage, close};
+use super::session::{AuthedMember, member_access, session_for_token};
+use crate::permissions::has;
+use crate::storage::{ChannelId, Permissions, Session, User, UserId};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    OpenApiRouter::new().routes(routes!(gateway))
+}
+
+/// The largest client frame (and message) accepted; larger ones close with 1009.
+pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
+/// How long a closing connection waits for the client's close reply.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Opens the gateway WebSocket; the token comes from `Authorization: Bearer` or `?token=`.
+#[utoipa::path(get, path = "/gateway", tag = "gateway",
+    params(("token" = Option<String>, Query,
+        description = "session token, for clients that cannot set headers (the Authorization header wins)")),
+    responses(
+        (status = 101, description = "switching to the WebSocket protocol; HELLO then READY"),
+        (status = 400, description = "expected websocket upgrade"),
+        (status = 401, description = "missing session token"),
+    ))]
+pub async fn gateway(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Some(token) = header_token(&headers).or_else(|| query_token(query.as_deref())) else {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "missing session token").into_response();
+    };
+    let Ok(upgrade) = upgrade else {
+        return ApiError::new(StatusCode::BAD_REQUEST, "expected websocket upgrade").into_response();
+    };
+    let identity = match authenticate(&state, &token).await {
+        Ok(identity) => identity,
+        // The database is unreachable: answer over HTTP rather than pretend the token is bad.
+        Err(err) => return err.into_response(),
+    };
+    upgrade.max_frame_size(MAX_CLIENT_FRAME).max_message_size(MAX_CLIENT_FRAME).on_upgrade(move |socket| async move {
+        match identity {
+            Some((session, user)) => Connection::new(state, socket, session, user).run().await,
+            None => {
+                let mut socket = socket;
+                close_socket(&mut socket, close::UNAUTHORIZED, "unauthorized").await;
+            }
+        }
+    })
+}
+
+/// `Authorization: Bearer <token>` when well formed.
+fn header_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").filter(|t| !t.is_empty()).map(str::to_owned)
+}
+
+/// `?token=<token>`.
+fn query_token(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
+}
+
+/// The session and user behind a token when it is valid and the user is a member; `None` when
+/// the connection is to be closed with 4001; an error when the database cannot say.
+async fn authenticate(state: &AppState, token: &str) -> Result<Option<(Session, User)>, ApiError> {
+    let session = match session_for_token(state, token).await {
+        Ok(session) => session,
+        Err(err) if err.status == StatusCode::UNAUTHORIZED => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    Ok(state.storage.get_member(session.user_id).await?.map(|member| (session, member.user)))
+}
+
+/// Sends a close frame and waits briefly for the client's reply, so the frame is not lost to a
+/// reset connection.
+async fn close_socket(socket: &mut WebSocket, code: u16, reason: &str) {
+    let frame = CloseFrame { code, reason: reason.into() };
+    if socket.send(WsMessage::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// A server event envelope (api.md §6.2).
+#[derive(Serialize)]
+struct Envelope<'a> {
+    op: &'a str,
+    d: &'a Value,
+    t: i64,
+}
+
+fn envelope(op: &str, d: &Value, t: i64) -> String {
+    serde_json::to_string(&Envelope { op, d, t }).unwrap_or_default()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A client command (api.md §6.3).
+#[derive(Deserialize)]
+struct Command {
+    op: String,
+    #[serde(default)]
+    d: Value,
+}
+
+/// Why a connection ends.
+enum End {
+    /// Close with this code and reason.
+    Close(u16, String),
+    /// The client closed or the socket failed: nothing more to send.
+    Gone,
+}
+
+struct Connection {
+    state: AppState,
+    socket: WebSocket,
+    session: Session,
+    user: User,
+    subscriptions: HashSet<ChannelId>,
+}
+
+impl Connection {
+    fn new(state: AppState, socket: WebSocket, session: Session, user: User) -> Self {
+        Connection { state, socket, session, user, subscriptions: HashSet::new() }
+    }
+
+    async fn run(mut self) {
+        let end = self.serve().await;
+        tracing::debug!(user = %self.user.id, "gateway connection ending");
+        if let End::Close(code, reason) = end {
+            close_socket(&mut self.socket, code, &reason).await;
+        }
+    }
+
+    async fn send(&mut self, op: &str, d: &Value) -> Result<(), End> {
+        self.send_text(envelope(op, d, now())).await
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), End> {
+        self.socket.send(WsMessage::Text(text.into())).await.map_err(|_| End::Gone)
+    }
+
+    async fn serve(&mut self) -> End {
+        // Subscribe before HELLO so nothing published after it is missed.
+        let mut bus = self.state.events.subscribe();
+        if let Err(end) = self.hello().await {
+            return end;
+        }
+        let shutdown = self.state.shutdown.clone();
+        let interval = Duration::from_millis(self.state.config.gateway.heartbeat_interval_ms.max(1));
+        let ack_timeout = Duration::from_millis(self.state.config.gateway.heartbeat_ack_timeout_ms);
+        let mut next_heartbeat = Instant::now() + interval;
+        let mut ack_deadline: Option<Instant> = None;
+
+        loop {
+            let step = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => Err(End::Close(close::SHUTTING_DOWN, "server shutting down".into())),
+                () = sleep_until(ack_deadline.unwrap_or_else(Instant::now)), if ack_deadline.is_some() => {
+                    Err(End::Close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout".into()))
+                }
+                frame = self.socket.recv() => match frame {
+                    None | Some(Ok(WsMessage::Close(_))) => Err(End::Gone),
+                    Some(Err(err)) => Err(read_error(&err)),
+                    Some(Ok(WsMessage::Text(text))) if text.len() > MAX_CLIENT_FRAME => Err(too_large()),
+                    Some(Ok(WsMessage::Binary(bytes))) if bytes.len() > MAX_CLIENT_FRAME => Err(too_large()),
+                    Some(Ok(WsMessage::Text(text))) => match serde_json::from_str::<Command>(&text) {
+                        Ok(command) if command.op == "HEARTBEAT_ACK" => {
+                            ack_deadline = None;
+                            Ok(())
+                        }
+                        Ok(command) => self.command(command).await,
+                        Err(_) => Ok(()),
+                    },
+                    Some(Ok(_)) => Ok(()),
+                },
+                message = bus.recv() => match message {
+                    Ok(message) => self.deliver(&message).await,
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(user = %self.user.id, missed, "gateway connection fell behind the event bus");
+                        Err(End::Close(1013, "event backlog exceeded".into()))
+                    }
+                    Err(RecvError::Closed) => Err(End::Close(close::SHUTTING_DOWN, "server shutting down".into())),
+                },
+                () = sleep_until(next_heartbeat) => {
+                    next_heartbeat += interval;
+                    if ack_deadline.is_none() {
+                        ack_deadline = Some(Instant::now() + ack_timeout);
+                    }
+                    self.send("HEARTBEAT", &json!({})).await
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// HELLO (the server, the user and every text channel), then READY.
+    async fn hello(&mut self) -> Result<(), End> {
+        let channels = match self.state.storage.list_channels().await {
+            Ok(channels) => channels,
+            Err(err) => {
+                tracing::error!(error = %err, "gateway: cannot list channels");
+                return Err(End::Close(1011, "internal error".into()));
+            }
+        };
+        let hello = json!({
+            "server_name": self.state.config.server.name,
+            "user": {
+                "id": self.user.id,
+                "pubkey": self.user.pubkey,
+                "display_name": self.user.display_name,
+            },
+            "channels": channels.iter().map(|c| json!({"id": c.id, "name": c.name})).collect::<Vec<_>>(),
+            "heartbeat_interval_ms": self.state.config.gateway.heartbeat_interval_ms,
+        });
+        self.send("HELLO", &hello).await?;
+        self.send("READY", &json!({})).await
+    }
+
+    /// SUBSCRIBE and UNSUBSCRIBE; unknown ops and malformed commands are ignored.
+    async fn command(&mut self, command: Command) -> Result<(), End> {
+        let Some(raw) = command.d.get("channel_id").and_then(Value::as_str).map(str::to_owned) else {
+            return Ok(());
+        };
+        match command.op.as_str() {
+            "SUBSCRIBE" => match check_subscribe(&self.state, &self.session, self.user.id, &raw).await? {
+                Ok(channel) => {
+                    self.subscriptions.insert(channel);
+                    Ok(())
+                }
+                Err(error) => {
+                    let d = json!({"command": "SUBSCRIBE", "channel_id": raw, "error": error});
+                    self.send("ERROR", &d).await
+                }
+            },
+            "UNSUBSCRIBE" => {
+                if let Ok(channel) = raw.parse::<ChannelId>() {
+                    self.subscriptions.remove(&channel);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies one bus message to this connection.
+    async fn deliver(&mut self, message: &BusMessage) -> Result<(), End> {
+        match message {
+            BusMessage::Event { audience, op, data, t } => {
+                let wanted = match audience {
+                    Audience::All => true,
+                    Audience::Channel(channel) => self.subscriptions.contains(channel),
+                    Audience::ChannelExcept(channel, user) => {
+                        *user != self.user.id && self.subscriptions.contains(channel)
+                    }
+                    Audience::Users(users) => users.contains(&self.user.id),
+                };
+                if wanted {
+                    self.send_text(envelope(op, data, *t)).await?;
+                }
+                Ok(())
+            }
+            BusMessage::CloseSessions { sessions, code, reason } if sessions.contains(&self.session.id) => {
+                Err(End::Close(*code, reason.clone()))
+            }
+            BusMessage::CloseUser { user, code, reason } if *user == self.user.id => {
+                Err(End::Close(*code, reason.clone()))
+            }
+            BusMessage::ChannelDeleted { channel } => {
+                self.subscriptions.remove(channel);
+                Ok(())
+            }
+            BusMessage::CloseSessions { .. } | BusMessage::CloseUser { .. } => Ok(()),
+        }
+    }
+}
+
+/// The checks of SUBSCRIBE: the channel is a text channel and the user, still a member, can read
+/// it. The inner error is the ERROR event's message.
+async fn check_subscribe(
+    state: &AppState,
+    session: &Session,
+    user: UserId,
+    raw: &str,
+) -> Result<Result<ChannelId, String>, End> {
+    let Ok(channel) = raw.parse::<ChannelId>() else {
+        return Ok(Err("channel not found".into()));
+    };
+    let checked = async {
+        if state.storage.get_channel(channel).await?.is_none() {
+            return Ok(Err("channel not found".to_owned()));
+        }
+        let Some(member) = state.storage.get_member(user).await? else {
+            return Ok(Ok(None));
+        };
+        let access = member_access(state, user).await?;
+        let authed = AuthedMember { session: session.clone(), member, access };
+        let bits = authed.in_channel(state, channel).await?;
+        if has(bits, Permissions::READ_MESSAGES) {
+            Ok(Ok(Some(channel)))
+        } else {
+            Ok(Err("missing read_messages permission".to_owned()))
+        }
+    };
+    let outcome: Result<Result<Option<ChannelId>, String>, ApiError> = checked.await;
+    match outcome {
+        Ok(Ok(Some(channel))) => Ok(Ok(channel)),
+        // No longer a member: the connection is over.
+        Ok(Ok(None)) => Err(End::Close(close::REMOVED_FROM_SERVER, "removed from server".into())),
+        Ok(Err(error)) => Ok(Err(error)),
+        Err(err) => Ok(Err(err.message)),
+    }
+}
+
+fn too_large() -> End {
+    End::Close(close::FRAME_TOO_LARGE, "frame too large".into())
+}
+
+/// A read error: an oversized frame or message closes with 1009; anything else ends the
+/// connection without a close frame.
+fn read_error(err: &axum::Error) -> End {
+    let text = err.to_string();
+    if text.contains("Message too long") || text.contains("Space limit exceeded") {
+        too_large()
+    } else {
+        tracing::debug!(error = %text, "gateway read error");
+        End::Gone
+    }
 }

@@ -35,6 +35,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub media: Blobs,
     /// The server icon's media id, imported at startup.
     pub icon: Option<ContentHash>,
+    /// Cancelled when graceful shutdown begins: gateway connections close with 1001.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -67,7 +70,8 @@ impl AppState {
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
 #[derive(utoipa::OpenApi)]
@@ -160,7 +164,14 @@ pub async fn prepare(config: Config) -> eyre::Result<AppState> {
         Some(path) => Some(import_icon(storage.as_ref(), &media, path).await?),
         None => None,
     };
-    Ok(AppState { config: Arc::new(config), storage, events: Arc::new(LocalBus::new()), media, icon })
+    Ok(AppState {
+        config: Arc::new(config),
+        storage,
+        events: Arc::new(LocalBus::new()),
+        media,
+        icon,
+        shutdown: CancellationToken::new(),
+    })
 }
 
 /// Reads `server.icon_path` into the media store and the `media` table; returns its media id.
@@ -199,6 +210,12 @@ pub async fn serve_on(
 ) -> eyre::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
+    let gateways = state.shutdown.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Gateway connections are not in-flight requests: tell them to close (1001).
+        gateways.cancel();
+    };
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
