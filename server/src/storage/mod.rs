@@ -8,6 +8,7 @@
 //! - timestamps are set by the backend with [`Timestamp::now`] unless a parameter says otherwise;
 //! - `search_text` is always [`search::normalise`] of the content, written with it.
 
+pub mod assemble;
 pub mod error;
 pub mod model;
 pub mod schema;

@@ -2,13 +2,13 @@
 //! users, members with their roles, roles with their permissions, threads, and messages with
 //! their attachments, reaction summaries and thread summaries.
 
-use std::collections::HashMap;
-
 use sqlx::postgres::PgConnection;
 
+use crate::storage::assemble::{self, MemberRoleRow, MemberRow, MessageRow, ReactionCountRow, ThreadSummaryRow};
+
 use crate::storage::{
-    Attachment, AttachmentId, ChannelId, ContentHash, Member, Message, MessageId, Permissions, PublicKey,
-    ReactionSummary, Role, RoleId, RoleRef, StorageResult, Thread, ThreadId, ThreadSummary, Timestamp, User, UserId,
+    Attachment, AttachmentId, ChannelId, ContentHash, Member, Message, MessageId, Permissions, PublicKey, Role, RoleId,
+    StorageResult, Thread, ThreadId, Timestamp, User, UserId,
 };
 
 pub(super) async fn user(conn: &mut PgConnection, id: UserId) -> StorageResult<Option<User>> {
@@ -22,17 +22,6 @@ pub(super) async fn user(conn: &mut PgConnection, id: UserId) -> StorageResult<O
     .fetch_optional(&mut *conn)
     .await?;
     Ok(user)
-}
-
-/// A member row before its roles are attached.
-pub(super) struct MemberRow {
-    pub id: UserId,
-    pub pubkey: PublicKey,
-    pub display_name: Option<String>,
-    pub avatar_hash: Option<ContentHash>,
-    pub is_bot: bool,
-    pub created_at: Timestamp,
-    pub joined_at: Timestamp,
 }
 
 /// The members among `ids`, by joined_at then user id, with their roles.
@@ -78,7 +67,8 @@ async fn with_roles(conn: &mut PgConnection, rows: Vec<MemberRow>) -> StorageRes
         return Ok(Vec::new());
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id.0).collect();
-    let assignments = sqlx::query!(
+    let assignments = sqlx::query_as!(
+        MemberRoleRow,
         r#"SELECT mr.user_id AS "user_id: UserId", r.id AS "id: RoleId", r.name, r.color, r.position
            FROM member_roles mr JOIN roles r ON r.id = mr.role_id
            WHERE mr.user_id = ANY($1::int8[])
@@ -87,30 +77,7 @@ async fn with_roles(conn: &mut PgConnection, rows: Vec<MemberRow>) -> StorageRes
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut by_user: HashMap<UserId, Vec<RoleRef>> = HashMap::new();
-    for a in assignments {
-        by_user.entry(a.user_id).or_default().push(RoleRef {
-            id: a.id,
-            name: a.name,
-            color: a.color,
-            position: a.position,
-        });
-    }
-    Ok(rows
-        .into_iter()
-        .map(|r| Member {
-            roles: by_user.remove(&r.id).unwrap_or_default(),
-            joined_at: r.joined_at,
-            user: User {
-                id: r.id,
-                pubkey: r.pubkey,
-                display_name: r.display_name,
-                avatar_hash: r.avatar_hash,
-                is_bot: r.is_bot,
-                created_at: r.created_at,
-            },
-        })
-        .collect())
+    Ok(assemble::members(rows, assignments))
 }
 
 /// A role row with its permission names.
@@ -188,18 +155,6 @@ pub(super) async fn thread(
     Ok(thread)
 }
 
-/// A message row before attachments, reactions and thread summary are attached.
-pub(super) struct MessageRow {
-    pub id: MessageId,
-    pub channel_id: ChannelId,
-    pub author_id: UserId,
-    pub content: String,
-    pub created_at: Timestamp,
-    pub edited_at: Option<Timestamp>,
-    pub deleted_at: Option<Timestamp>,
-    pub thread_id: Option<ThreadId>,
-}
-
 pub(super) async fn message(
     conn: &mut PgConnection,
     id: MessageId,
@@ -232,33 +187,22 @@ pub(super) async fn hydrate(
         return Ok(Vec::new());
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id.0).collect();
-    // Deleted messages list no attachments (theirs are soft-deleted too; filtered anyway).
-    let live_ids: Vec<i64> = rows.iter().filter(|r| r.deleted_at.is_none()).map(|r| r.id.0).collect();
+    let attachments = sqlx::query_as!(
+        Attachment,
+        r#"SELECT id AS "id: AttachmentId", message_id AS "message_id: MessageId",
+                  channel_id AS "channel_id: ChannelId", uploader_id AS "uploader_id: UserId", filename,
+                  content_hash AS "content_hash: ContentHash", size_bytes AS size, mime_type, width, height,
+                  created_at AS "created_at: Timestamp"
+           FROM attachments
+           WHERE message_id = ANY($1::int8[]) AND deleted_at IS NULL
+           ORDER BY id"#,
+        &ids
+    )
+    .fetch_all(&mut *conn)
+    .await?;
 
-    let mut attachments: HashMap<MessageId, Vec<Attachment>> = HashMap::new();
-    if !live_ids.is_empty() {
-        let rows = sqlx::query_as!(
-            Attachment,
-            r#"SELECT id AS "id: AttachmentId", message_id AS "message_id: MessageId",
-                      channel_id AS "channel_id: ChannelId", uploader_id AS "uploader_id: UserId", filename,
-                      content_hash AS "content_hash: ContentHash", size_bytes AS size, mime_type, width, height,
-                      created_at AS "created_at: Timestamp"
-               FROM attachments
-               WHERE message_id = ANY($1::int8[]) AND deleted_at IS NULL
-               ORDER BY id"#,
-            &live_ids
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        for a in rows {
-            if let Some(m) = a.message_id {
-                attachments.entry(m).or_default().push(a);
-            }
-        }
-    }
-
-    let mut reactions: HashMap<MessageId, Vec<ReactionSummary>> = HashMap::new();
-    let summaries = sqlx::query!(
+    let reactions = sqlx::query_as!(
+        ReactionCountRow,
         r#"SELECT message_id AS "message_id!: MessageId", emoji AS "emoji!", count(*) AS "count!",
                   COALESCE(bool_or(user_id = $2), FALSE) AS "me!"
            FROM reactions
@@ -270,12 +214,9 @@ pub(super) async fn hydrate(
     )
     .fetch_all(&mut *conn)
     .await?;
-    for s in summaries {
-        reactions.entry(s.message_id).or_default().push(ReactionSummary { emoji: s.emoji, count: s.count, me: s.me });
-    }
 
-    let mut threads: HashMap<MessageId, ThreadSummary> = HashMap::new();
-    let summaries = sqlx::query!(
+    let threads = sqlx::query_as!(
+        ThreadSummaryRow,
         r#"SELECT id AS "thread_id: ThreadId", parent_message_id AS "parent_message_id: MessageId", reply_count,
                   last_reply_at AS "last_reply_at: Timestamp", last_reply_author_id AS "last_reply_author_id: UserId"
            FROM threads WHERE parent_message_id = ANY($1::int8[])"#,
@@ -283,32 +224,6 @@ pub(super) async fn hydrate(
     )
     .fetch_all(&mut *conn)
     .await?;
-    for t in summaries {
-        threads.insert(
-            t.parent_message_id,
-            ThreadSummary {
-                thread_id: t.thread_id,
-                reply_count: t.reply_count,
-                last_reply_at: t.last_reply_at,
-                last_reply_author_id: t.last_reply_author_id,
-            },
-        );
-    }
 
-    Ok(rows
-        .into_iter()
-        .map(|r| Message {
-            attachments: attachments.remove(&r.id).unwrap_or_default(),
-            reactions: reactions.remove(&r.id).unwrap_or_default(),
-            thread: threads.remove(&r.id),
-            id: r.id,
-            channel_id: r.channel_id,
-            author_id: r.author_id,
-            content: r.content,
-            created_at: r.created_at,
-            edited_at: r.edited_at,
-            deleted: r.deleted_at.is_some(),
-            thread_id: r.thread_id,
-        })
-        .collect())
+    Ok(assemble::messages(rows, attachments, reactions, threads))
 }

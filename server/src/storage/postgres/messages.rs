@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use sqlx::postgres::PgConnection;
 
 use super::PostgresBackend;
-use super::load::{self, MessageRow};
+use super::load;
+use crate::storage::assemble::MessageRow;
 use crate::storage::search;
 use crate::storage::{
     AttachmentId, ChannelId, Conflict, Entity, Message, MessageId, MessagePage, MessageScope, MessageStore, NewMessage,

@@ -6,9 +6,12 @@ use std::collections::HashMap;
 
 use sqlx::SqliteConnection;
 
+pub(super) use crate::storage::assemble::MessageRow;
+use crate::storage::assemble::{self, MemberRoleRow, MemberRow, ReactionCountRow, ThreadSummaryRow};
+
 use crate::storage::{
-    Attachment, Channel, ChannelId, ContentHash, Member, Message, MessageId, Permissions, PublicKey, ReactionSummary,
-    Role, RoleId, RoleRef, StorageResult, Thread, ThreadId, ThreadSummary, Timestamp, User, UserId,
+    Attachment, Channel, ChannelId, ContentHash, Member, Message, MessageId, Permissions, PublicKey, Role, RoleId,
+    StorageResult, Thread, ThreadId, Timestamp, User, UserId,
 };
 
 /// A JSON array of ids, for `IN (SELECT value FROM json_each(?))`.
@@ -21,18 +24,6 @@ pub(super) fn json_ids(ids: impl IntoIterator<Item = i64>) -> String {
 pub(super) fn json_strings<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     let items: Vec<&str> = items.into_iter().collect();
     serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_owned())
-}
-
-/// A message row before its attachments, reactions and thread summary are attached.
-pub(super) struct MessageRow {
-    pub id: MessageId,
-    pub channel_id: ChannelId,
-    pub author_id: UserId,
-    pub thread_id: Option<ThreadId>,
-    pub content: String,
-    pub created_at: Timestamp,
-    pub edited_at: Option<Timestamp>,
-    pub deleted_at: Option<Timestamp>,
 }
 
 /// Loads one message row.
@@ -86,14 +77,9 @@ pub(super) async fn hydrate_messages(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut attachments_by_message: HashMap<MessageId, Vec<Attachment>> = HashMap::new();
-    for a in attachments {
-        if let Some(message) = a.message_id {
-            attachments_by_message.entry(message).or_default().push(a);
-        }
-    }
 
-    let reactions = sqlx::query!(
+    let reactions = sqlx::query_as!(
+        ReactionCountRow,
         r#"SELECT message_id AS "message_id!: MessageId", emoji AS "emoji!: String", COUNT(*) AS "count!: i64",
                   COALESCE(MAX(user_id = ?2), 0) AS "me!: bool"
            FROM reactions
@@ -105,17 +91,10 @@ pub(super) async fn hydrate_messages(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut reactions_by_message: HashMap<MessageId, Vec<ReactionSummary>> = HashMap::new();
-    for r in reactions {
-        reactions_by_message.entry(r.message_id).or_default().push(ReactionSummary {
-            emoji: r.emoji,
-            count: r.count,
-            me: r.me,
-        });
-    }
 
-    let threads = sqlx::query!(
-        r#"SELECT id AS "id!: ThreadId", parent_message_id AS "parent_message_id!: MessageId",
+    let threads = sqlx::query_as!(
+        ThreadSummaryRow,
+        r#"SELECT id AS "thread_id!: ThreadId", parent_message_id AS "parent_message_id!: MessageId",
                   reply_count AS "reply_count!: i64", last_reply_at AS "last_reply_at?: Timestamp",
                   last_reply_author_id AS "last_reply_author_id?: UserId"
            FROM threads WHERE parent_message_id IN (SELECT value FROM json_each(?1))"#,
@@ -123,40 +102,8 @@ pub(super) async fn hydrate_messages(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut thread_by_message: HashMap<MessageId, ThreadSummary> = HashMap::new();
-    for t in threads {
-        thread_by_message.insert(
-            t.parent_message_id,
-            ThreadSummary {
-                thread_id: t.id,
-                reply_count: t.reply_count,
-                last_reply_at: t.last_reply_at,
-                last_reply_author_id: t.last_reply_author_id,
-            },
-        );
-    }
 
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let deleted = row.deleted_at.is_some();
-            let attachments =
-                if deleted { Vec::new() } else { attachments_by_message.remove(&row.id).unwrap_or_default() };
-            Message {
-                id: row.id,
-                channel_id: row.channel_id,
-                author_id: row.author_id,
-                content: row.content,
-                created_at: row.created_at,
-                edited_at: row.edited_at,
-                deleted,
-                thread_id: row.thread_id,
-                attachments,
-                reactions: reactions_by_message.remove(&row.id).unwrap_or_default(),
-                thread: thread_by_message.remove(&row.id),
-            }
-        })
-        .collect())
+    Ok(assemble::messages(rows, attachments, reactions, threads))
 }
 
 pub(super) async fn load_user(conn: &mut SqliteConnection, id: UserId) -> StorageResult<Option<User>> {
@@ -175,7 +122,8 @@ pub(super) async fn load_user(conn: &mut SqliteConnection, id: UserId) -> Storag
 /// Members (all of them when `only` is None, else those whose ids are in the JSON array), by
 /// joined_at then user id, each with its roles by position descending then id. Two queries.
 pub(super) async fn load_members(conn: &mut SqliteConnection, only: Option<String>) -> StorageResult<Vec<Member>> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        MemberRow,
         r#"SELECT u.id AS "id!: UserId", u.pubkey AS "pubkey!: PublicKey", u.display_name AS "display_name?: String",
                   u.avatar_hash AS "avatar_hash?: ContentHash", u.is_bot AS "is_bot!: bool",
                   u.created_at AS "created_at!: Timestamp", m.joined_at AS "joined_at!: Timestamp"
@@ -189,7 +137,8 @@ pub(super) async fn load_members(conn: &mut SqliteConnection, only: Option<Strin
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let roles = sqlx::query!(
+    let roles = sqlx::query_as!(
+        MemberRoleRow,
         r#"SELECT mr.user_id AS "user_id!: UserId", r.id AS "id!: RoleId", r.name AS "name!: String",
                   r.color AS "color?: String", r.position AS "position!: i64"
            FROM member_roles mr JOIN roles r ON r.id = mr.role_id
@@ -199,30 +148,7 @@ pub(super) async fn load_members(conn: &mut SqliteConnection, only: Option<Strin
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut by_user: HashMap<UserId, Vec<RoleRef>> = HashMap::new();
-    for r in roles {
-        by_user.entry(r.user_id).or_default().push(RoleRef {
-            id: r.id,
-            name: r.name,
-            color: r.color,
-            position: r.position,
-        });
-    }
-    Ok(rows
-        .into_iter()
-        .map(|r| Member {
-            roles: by_user.remove(&r.id).unwrap_or_default(),
-            user: User {
-                id: r.id,
-                pubkey: r.pubkey,
-                display_name: r.display_name,
-                avatar_hash: r.avatar_hash,
-                is_bot: r.is_bot,
-                created_at: r.created_at,
-            },
-            joined_at: r.joined_at,
-        })
-        .collect())
+    Ok(assemble::members(rows, roles))
 }
 
 pub(super) async fn load_member(conn: &mut SqliteConnection, user: UserId) -> StorageResult<Option<Member>> {
