@@ -18,7 +18,7 @@ run *ARGS:
 
 # Every test suite: unit tests, the storage conformance suite on SQLite and PostgreSQL,
 # schema parity, and the HTTP integration tests.
-test: require-pg
+test: require-pg require-s3s
     DECENTCOM_TEST_PG_URL="{{pg_url}}" cargo test --workspace
 
 # The SQLite half: unit tests and the conformance suite on SQLite.
@@ -35,6 +35,11 @@ test-pg: require-pg
 require-pg:
     @scripts/require-pg.sh "{{pg_url}}"
 
+# Installs s3s-fs (the S3-compatible server of the S3 media tests) into .tools/s3s when missing;
+# fails when it cannot (the S3 tests never skip).
+require-s3s:
+    @scripts/install-s3s-fs.sh > /dev/null
+
 # Regenerate .sqlx/ for both dialects from scratch databases built from migrations/.
 prepare: require-pg
     PG_ADMIN_URL="{{pg_url}}" scripts/sqlx-prepare.sh
@@ -48,3 +53,13 @@ check: require-pg
 # Storage benchmark on both backends: insert throughput, latest-page and search latency at 1M messages.
 bench-storage *ARGS: require-pg
     DECENTCOM_TEST_PG_URL="{{pg_url}}" cargo run --release -p decentcom --example bench_storage -- {{ARGS}}
+
+# REST API under load on both backends (wrk), with pgbench driving the same INSERT as the reference.
+bench-api: require-pg
+    DATABASE_URL="{{pg_url}}" scripts/bench-api.sh
+
+# S3 media benchmark against s3s-fs: upload MiB/s through the server vs a direct put, server RSS
+# during a 1 GiB upload, 302 latency. Runs target/release/decentcom as a child process.
+bench-media *ARGS: require-s3s
+    cargo build --release -p decentcom --bin decentcom
+    cargo run --release -p decentcom --example bench_media -- {{ARGS}}

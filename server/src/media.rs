@@ -8,12 +8,17 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{GetOptions, GetRange, GetResult, ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::signer::{SignedUrlOptions, Signer};
+use object_store::{
+    BackoffConfig, GetOptions, GetRange, GetResult, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart,
+};
 use sha2::{Digest, Sha256};
 
 use crate::config::{MediaConfig, MediaProvider};
@@ -46,13 +51,62 @@ pub struct Staged {
     pub head: Vec<u8>,
 }
 
+/// S3 credentials, read once at startup from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and the
+/// optional `AWS_SESSION_TOKEN` (api.md §7.1), never from the configuration file. Never printed:
+/// `Debug` shows no key material.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl S3Credentials {
+    pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> S3Credentials {
+        S3Credentials {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+            session_token: None,
+        }
+    }
+
+    /// The credentials in the process environment, when both keys are set and not empty.
+    pub fn from_env() -> Option<S3Credentials> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Some(S3Credentials {
+            access_key_id: var("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
+            session_token: var("AWS_SESSION_TOKEN"),
+        })
+    }
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("S3Credentials(***)")
+    }
+}
+
 /// The media store of this server.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
     provider: MediaProvider,
     prefix: String,
     bucket: Option<String>,
+    /// The S3 client, for pre-signed URLs (None for the local provider).
+    s3: Option<Arc<AmazonS3>>,
+    presign_ttl: Duration,
+}
+
+impl std::fmt::Debug for Blobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blobs")
+            .field("provider", &self.provider)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Blobs {
@@ -62,16 +116,86 @@ impl Blobs {
             BlobError::Unavailable(object_store::Error::Generic { store: "local", source: Box::new(e) })
         })?;
         let store = LocalFileSystem::new_with_prefix(dir).map_err(BlobError::Unavailable)?;
-        Ok(Blobs { store: Arc::new(store), provider: MediaProvider::Local, prefix: String::new(), bucket: None })
+        Ok(Blobs {
+            store: Arc::new(store),
+            provider: MediaProvider::Local,
+            prefix: String::new(),
+            bucket: None,
+            s3: None,
+            presign_ttl: Duration::ZERO,
+        })
     }
 
-    /// The store described by `[storage.media]`.
-    pub fn from_config(config: &MediaConfig) -> eyre::Result<Blobs> {
+    /// The store described by `[storage.media]`. For S3, `credentials` are required (the caller
+    /// reads them from the environment, [`S3Credentials::from_env`]) and the bucket must answer a
+    /// request (a LIST under the key prefix) before the server starts.
+    pub async fn from_config(config: &MediaConfig, credentials: Option<&S3Credentials>) -> eyre::Result<Blobs> {
         match config.provider {
             MediaProvider::Local => Blobs::local(&config.path)
                 .map_err(|e| eyre::eyre!("cannot use the media directory {}: {e}", config.path.display())),
-            MediaProvider::S3 => eyre::bail!("storage.media.provider = \"s3\" is not available in this build yet"),
+            MediaProvider::S3 => Blobs::s3(config, credentials).await,
         }
+    }
+
+    async fn s3(config: &MediaConfig, credentials: Option<&S3Credentials>) -> eyre::Result<Blobs> {
+        let bucket = config
+            .bucket
+            .clone()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| eyre::eyre!("storage.media.bucket is required when provider = \"s3\""))?;
+        let endpoint = match &config.endpoint {
+            Some(endpoint) => endpoint.trim_end_matches('/').to_owned(),
+            None => format!("https://s3.{}.amazonaws.com", config.region),
+        };
+        let credentials = credentials.ok_or_else(|| {
+            eyre::eyre!(
+                "missing S3 credentials: storage.media.provider = \"s3\" needs AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY in the environment"
+            )
+        })?;
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&bucket)
+            .with_region(&config.region)
+            .with_allow_http(config.allow_http)
+            .with_virtual_hosted_style_request(config.virtual_hosted_style)
+            .with_access_key_id(&credentials.access_key_id)
+            .with_secret_access_key(&credentials.secret_access_key)
+            // A store that is down fails a request within seconds (503) instead of minutes.
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(20),
+            });
+        if let Some(token) = &credentials.session_token {
+            builder = builder.with_token(token);
+        }
+        if config.endpoint.is_some() {
+            builder = builder.with_endpoint(&endpoint);
+        }
+        let s3 =
+            Arc::new(builder.build().map_err(|e| {
+                eyre::eyre!("cannot configure the media store: bucket \"{bucket}\" at {endpoint}: {e}")
+            })?);
+
+        // Startup check: the bucket answers (api.md §7.3). A LIST under the temporary-upload
+        // prefix touches few keys.
+        let probe = ObjectPath::from(format!("{}tmp", config.prefix));
+        if let Err(err) = s3.list_with_delimiter(Some(&probe)).await {
+            let reason = match err {
+                object_store::Error::NotFound { .. } => "no such bucket (404)".to_owned(),
+                err => err.to_string(),
+            };
+            eyre::bail!("media store unreachable: bucket \"{bucket}\" at {endpoint}: {reason}");
+        }
+        tracing::info!(bucket = %bucket, endpoint = %endpoint, "media store ready (s3)");
+        Ok(Blobs {
+            store: s3.clone(),
+            provider: MediaProvider::S3,
+            prefix: config.prefix.clone(),
+            bucket: Some(bucket),
+            s3: Some(s3),
+            presign_ttl: Duration::from_secs(config.presign_ttl_seconds),
+        })
     }
 
     pub fn provider(&self) -> MediaProvider {
@@ -106,7 +230,9 @@ impl Blobs {
     {
         let temp = ObjectPath::from(format!("{}tmp/{}", self.prefix, hex::encode(rand::random::<[u8; 16]>())));
         let upload = self.store.put_multipart(&temp).await.map_err(BlobError::Unavailable)?;
-        let mut writer = WriteMultipart::new(upload);
+        // Aborts the multipart upload if this future is dropped half-way (client gone, shutdown).
+        let mut guard = AbortOnDrop(Some(WriteMultipart::new(upload)));
+        let writer = guard.0.as_mut().expect("present until finished");
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut head = Vec::new();
@@ -138,6 +264,7 @@ impl Blobs {
         }
         .await;
 
+        let writer = guard.0.take().expect("present until finished");
         if let Err(err) = outcome {
             let _ = writer.abort().await;
             let _ = self.store.delete(&temp).await;
@@ -202,6 +329,21 @@ impl Blobs {
     }
 }
 
+/// Aborts a multipart upload that was neither finished nor aborted (its future was dropped).
+struct AbortOnDrop(Option<WriteMultipart>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(writer) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = writer.abort().await;
+            });
+        }
+    }
+}
+
 /// A pre-signed URL a client is redirected to instead of being streamed the bytes (S3).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Redirect {
@@ -217,10 +359,17 @@ impl Blobs {
     /// Where to send a client for this blob, when the provider serves media itself (S3: a
     /// pre-signed GET URL with the type and disposition signed into it); `None` means the server
     /// streams the bytes ([`Blobs::open`]). The local provider always streams.
-    pub fn redirect_for(&self, _hash: &ContentHash, _mime: &str) -> Result<Option<Redirect>, BlobError> {
-        match self.provider {
-            MediaProvider::Local | MediaProvider::S3 => Ok(None),
-        }
+    pub async fn redirect_for(&self, hash: &ContentHash, mime: &str) -> Result<Option<Redirect>, BlobError> {
+        let Some(s3) = &self.s3 else {
+            return Ok(None);
+        };
+        let options = SignedUrlOptions::default()
+            .with_query([("response-content-type", mime), ("response-content-disposition", content_disposition(mime))]);
+        let url = s3
+            .signed_url_opts(object_store::signer::Method::GET, &self.path(hash), self.presign_ttl, &options)
+            .await
+            .map_err(BlobError::Unavailable)?;
+        Ok(Some(Redirect { location: url.to_string(), max_age_seconds: self.presign_ttl.as_secs() / 2 }))
     }
 
     /// Opens a blob, or a byte range of it, as a stream (`None` when the blob is missing).

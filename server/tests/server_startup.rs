@@ -167,3 +167,34 @@ fn configuration_errors_stop_startup_naming_the_key() {
     let stderr = refuses_to_start(&[("DECENTCOM_STORAGE__BACKEND", "postgres")]);
     assert!(stderr.contains("storage.database_url is required when backend = \"postgres\""), "{stderr}");
 }
+
+#[test]
+fn s3_media_needs_credentials_from_the_environment_and_a_reachable_bucket() {
+    let s3 = [
+        ("DECENTCOM_STORAGE__MEDIA__PROVIDER", "s3"),
+        ("DECENTCOM_STORAGE__MEDIA__BUCKET", "decentcom-media"),
+        ("DECENTCOM_STORAGE__MEDIA__ENDPOINT", "http://127.0.0.1:1"),
+        ("DECENTCOM_STORAGE__MEDIA__ALLOW_HTTP", "true"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_decentcom"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("DECENTCOM_NETWORK__BIND_ADDRESS", "127.0.0.1:0")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .envs(s3)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("missing S3 credentials"), "{stderr}");
+
+    // With credentials in the environment, the bucket must answer; the secret is never printed.
+    let mut env = s3.to_vec();
+    env.extend([("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"), ("AWS_SECRET_ACCESS_KEY", "s3cr3t-never-printed")]);
+    let stderr = refuses_to_start(&env);
+    assert!(stderr.contains("media store unreachable: bucket \"decentcom-media\" at http://127.0.0.1:1"), "{stderr}");
+    assert!(!stderr.contains("s3cr3t-never-printed"), "{stderr}");
+}

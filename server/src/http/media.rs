@@ -58,7 +58,7 @@ pub async fn get_media(
     let media = state.storage.get_media(&hash).await?.ok_or_else(media_not_found)?;
     let mime = media.mime_type.as_str();
 
-    if let Some(redirect) = state.media.redirect_for(&hash, mime).map_err(store_unavailable)? {
+    if let Some(redirect) = state.media.redirect_for(&hash, mime).await.map_err(store_unavailable)? {
         let mut response = StatusCode::FOUND.into_response();
         let headers = response.headers_mut();
         headers.insert(LOCATION, header_value(&redirect.location)?);

@@ -45,3 +45,9 @@ pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
         icon: state.icon.as_ref().map(|hash| hash.to_string()),
     })
 }
+
+/// The OpenAPI 3.1 document of every route, generated from the same registrations as the router.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(super::openapi())
+}

@@ -33,7 +33,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -41,7 +40,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::Config;
-use crate::media::Blobs;
+use crate::config::MediaProvider;
+use crate::media::{Blobs, S3Credentials};
 use crate::storage::{self, ContentHash, Storage};
 use error::ApiError;
 use events::{EventBus, LocalBus};
@@ -87,6 +87,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             "/api/v1",
             OpenApiRouter::new()
                 .routes(routes!(meta::server_info))
+                .routes(routes!(meta::openapi_json))
                 .merge(auth::router())
                 .merge(devices::router())
                 .merge(members::router())
@@ -108,18 +109,17 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The OpenAPI document of every route.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().1
+/// The OpenAPI document of every route (built once).
+pub fn openapi() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| api_routes().1)
 }
 
 /// The application: routes, JSON fallbacks and middleware.
 pub fn router(state: AppState) -> Router {
-    let (routes, openapi) = api_routes();
-    let openapi = Arc::new(openapi);
+    let (routes, _) = api_routes();
     let cors = cors(&state.config.network.allowed_origins);
     routes
-        .route("/api/v1/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
         .fallback(|| async { ApiError::not_found("not found") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
         .layer(axum::extract::DefaultBodyLimit::max(middleware::json_body_limit(&state)))
@@ -152,11 +152,22 @@ fn cors(origins: &[String]) -> CorsLayer {
 }
 
 /// Everything `decentcom serve` does before accepting connections (api.md §8): open the
-/// database (migrations run there), create the media directory and the default channel.
+/// database (migrations run there), open the media store (S3 credentials from the `AWS_*`
+/// environment) and create the default channel.
 pub async fn prepare(config: Config) -> eyre::Result<AppState> {
+    let credentials = match config.storage.media.provider {
+        MediaProvider::S3 => S3Credentials::from_env(),
+        MediaProvider::Local => None,
+    };
+    prepare_with_credentials(config, credentials).await
+}
+
+/// [`prepare`] with the S3 credentials given instead of read from the environment (tests run
+/// several servers in one process).
+pub async fn prepare_with_credentials(config: Config, s3_credentials: Option<S3Credentials>) -> eyre::Result<AppState> {
     let storage = storage::open(&config.storage).await?;
     tracing::info!(backend = storage.backend_name(), "storage ready");
-    let media = Blobs::from_config(&config.storage.media)?;
+    let media = Blobs::from_config(&config.storage.media, s3_credentials.as_ref()).await?;
     if let Some(channel) = storage.ensure_default_channel("general").await? {
         tracing::info!(channel = %channel.name, "created the default channel");
     }

@@ -1,6 +1,7 @@
 //! The HTTP integration suite: the real server over real HTTP (and WebSockets), every test run
 //! against SQLite and PostgreSQL. One module per resource; the harness is in `support.rs`.
 
+mod s3;
 mod support;
 
 mod attachments;
@@ -11,6 +12,7 @@ mod dms;
 mod gateway;
 mod invites;
 mod media;
+mod media_s3;
 mod members;
 mod messages;
 mod meta;

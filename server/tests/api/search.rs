@@ -17,18 +17,6 @@ api_tests!(
     search_requires_the_feature,
 );
 
-async fn create_channel(admin: &User, name: &str) -> String {
-    let r = admin.post("/api/v1/channels", json!({"name": name})).await;
-    assert_eq!(r.status, 200, "create channel: {:?}", r.body);
-    r.body["id"].as_str().unwrap().to_owned()
-}
-
-async fn post_message(user: &User, channel: &str, content: &str) -> Value {
-    let r = user.post(&format!("/api/v1/channels/{channel}/messages"), json!({"content": content})).await;
-    assert_eq!(r.status, 200, "post message: {:?}", r.body);
-    r.body
-}
-
 fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_owned()
 }
@@ -51,7 +39,7 @@ fn enc(s: &str) -> String {
 
 async fn search_matches_every_term_and_prefixes(server: TestServer) {
     let admin = server.login(1).await;
-    let channel = create_channel(&admin, "search").await;
+    let channel = admin.create_channel("search").await;
     for content in [
         "Rust is great",
         "rusty nails everywhere",
@@ -62,18 +50,18 @@ async fn search_matches_every_term_and_prefixes(server: TestServer) {
         "AND OR \"quoted\" words",
         "trust the process",
     ] {
-        post_message(&admin, &channel, content).await;
+        admin.post_message(&channel, content).await;
     }
-    let parent = post_message(&admin, &channel, "thread parent").await;
+    let parent = admin.post_message(&channel, "thread parent").await;
     let thread = admin.post_empty(&format!("/api/v1/channels/{channel}/messages/{}/threads", id(&parent))).await;
     assert_eq!(thread.status, 200, "{:?}", thread.body);
     let thread_id = thread.body["thread_id"].as_str().unwrap().to_owned();
     let reply =
         admin.post(&format!("/api/v1/threads/{thread_id}/messages"), json!({"content": "rust in a thread"})).await;
     assert_eq!(reply.status, 200);
-    let doomed = post_message(&admin, &channel, "rust that gets deleted").await;
+    let doomed = admin.post_message(&channel, "rust that gets deleted").await;
     assert_eq!(admin.delete(&format!("/api/v1/channels/{channel}/messages/{}", id(&doomed))).await.status, 204);
-    let edited = post_message(&admin, &channel, "before edit").await;
+    let edited = admin.post_message(&channel, "before edit").await;
     let patched =
         admin.patch(&format!("/api/v1/channels/{channel}/messages/{}", id(&edited)), json!({"content": "zebra"})).await;
     assert_eq!(patched.status, 200, "{:?}", patched.body);
@@ -110,19 +98,19 @@ async fn search_matches_every_term_and_prefixes(server: TestServer) {
     assert_eq!(contents(&search(&admin, "q=edit").await), Vec::<String>::new());
     // A long token is not indexed.
     let long = "y".repeat(65);
-    post_message(&admin, &channel, &format!("short {long}")).await;
+    admin.post_message(&channel, &format!("short {long}")).await;
     assert_eq!(contents(&search(&admin, "q=short").await), vec![format!("short {long}")]);
 }
 
 async fn search_highlights_matching_tokens(server: TestServer) {
     let admin = server.login(1).await;
-    let channel = create_channel(&admin, "highlights").await;
-    post_message(&admin, &channel, "Rust is great; rusty too").await;
+    let channel = admin.create_channel("highlights").await;
+    admin.post_message(&channel, "Rust is great; rusty too").await;
     let body = search(&admin, &format!("q={}", enc("rust*"))).await;
     assert_eq!(body["results"][0]["highlight"], "**Rust** is great; **rusty** too");
 
     let long = format!("{} needle {}", "a ".repeat(100), "b ".repeat(100));
-    let message = post_message(&admin, &channel, &long).await;
+    let message = admin.post_message(&channel, &long).await;
     let body = search(&admin, "q=needle").await;
     let result = &body["results"][0];
     assert_eq!(result["message"], message);
@@ -137,12 +125,12 @@ async fn search_highlights_matching_tokens(server: TestServer) {
 async fn search_filters_by_channel_author_and_time(server: TestServer) {
     let admin = server.login(1).await;
     let bob = server.login(2).await;
-    let one = create_channel(&admin, "one").await;
-    let two = create_channel(&admin, "two").await;
-    let first = post_message(&admin, &one, "apple one by admin").await;
-    let second = post_message(&bob, &one, "apple one by bob").await;
-    let third = post_message(&admin, &two, "apple two by admin").await;
-    let fourth = post_message(&bob, &two, "apple two by bob").await;
+    let one = admin.create_channel("one").await;
+    let two = admin.create_channel("two").await;
+    let first = admin.post_message(&one, "apple one by admin").await;
+    let second = bob.post_message(&one, "apple one by bob").await;
+    let third = admin.post_message(&two, "apple two by admin").await;
+    let fourth = bob.post_message(&two, "apple two by bob").await;
 
     let all = search(&bob, "q=apple").await;
     assert_eq!(all["total_estimate"], 4);
@@ -185,12 +173,12 @@ async fn search_filters_by_channel_author_and_time(server: TestServer) {
 
 async fn search_pages_with_a_cursor(server: TestServer) {
     let admin = server.login(1).await;
-    let channel = create_channel(&admin, "paging").await;
+    let channel = admin.create_channel("paging").await;
     let mut ids = Vec::new();
     for i in 0..7 {
-        ids.push(id(&post_message(&admin, &channel, &format!("page item {i}")).await));
+        ids.push(id(&admin.post_message(&channel, &format!("page item {i}")).await));
     }
-    post_message(&admin, &channel, "unrelated").await;
+    admin.post_message(&channel, "unrelated").await;
     ids.reverse(); // newest first
 
     let result_ids =
@@ -214,7 +202,7 @@ async fn search_pages_with_a_cursor(server: TestServer) {
     assert_eq!(result_ids(&search(&admin, "q=item&limit=0").await).len(), 1);
     assert_eq!(result_ids(&search(&admin, "q=item&limit=-4").await).len(), 1);
     for i in 7..60 {
-        post_message(&admin, &channel, &format!("item {i}")).await;
+        admin.post_message(&channel, &format!("item {i}")).await;
     }
     let default = search(&admin, "q=item").await;
     assert_eq!(result_ids(&default).len(), 25);
@@ -232,10 +220,10 @@ async fn search_pages_with_a_cursor(server: TestServer) {
 async fn search_only_sees_readable_channels(server: TestServer) {
     let admin = server.login(1).await;
     let bob = server.login(2).await;
-    let public = create_channel(&admin, "public").await;
-    let secret = create_channel(&admin, "secret").await;
-    post_message(&admin, &public, "banana split").await;
-    post_message(&admin, &secret, "classified banana").await;
+    let public = admin.create_channel("public").await;
+    let secret = admin.create_channel("secret").await;
+    admin.post_message(&public, "banana split").await;
+    admin.post_message(&secret, "classified banana").await;
     let r = admin.put(&format!("/api/v1/channels/{secret}/overrides/everyone"), json!({"allow": 0, "deny": 2})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     // DM messages are never searched.

@@ -50,6 +50,8 @@ pub use decentcom::config::Backend;
 pub struct TestServer {
     pub base: String,
     pub backend: Backend,
+    /// The server's storage, for checks of what the database holds.
+    pub storage: std::sync::Arc<dyn decentcom::storage::Storage>,
     pub http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -64,6 +66,40 @@ impl TestServer {
 
     /// Starts a server whose configuration `tweak` may change (features, limits, membership …).
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::try_start(backend, tweak, None).await.expect("server prepares")
+    }
+
+    /// Starts a server whose media provider is S3 on `s3` (path style, plain HTTP, the keys of
+    /// `s3`); `tweak` may change the configuration further.
+    pub async fn start_s3(backend: Backend, s3: &crate::s3::S3Server, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::try_start_s3(backend, s3, tweak).await.expect("server prepares")
+    }
+
+    pub async fn try_start_s3(
+        backend: Backend,
+        s3: &crate::s3::S3Server,
+        tweak: impl FnOnce(&mut Config),
+    ) -> eyre::Result<TestServer> {
+        let (endpoint, bucket) = (s3.endpoint.clone(), s3.bucket.clone());
+        let configure = move |config: &mut Config| {
+            let media = &mut config.storage.media;
+            media.provider = decentcom::config::MediaProvider::S3;
+            media.endpoint = Some(endpoint);
+            media.bucket = Some(bucket);
+            media.allow_http = true;
+            media.region = "us-east-1".into();
+            tweak(config);
+        };
+        Self::try_start(backend, configure, Some(s3.credentials())).await
+    }
+
+    /// Starts a server, or returns the startup error; S3 credentials are passed, never read from
+    /// the environment.
+    pub async fn try_start(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Config),
+        s3_credentials: Option<decentcom::media::S3Credentials>,
+    ) -> eyre::Result<TestServer> {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.storage.database_path = dir.path().join("decentcom.db");
@@ -80,7 +116,8 @@ impl TestServer {
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = decentcom::http::prepare(config).await.expect("server prepares");
+        let state = decentcom::http::prepare_with_credentials(config, s3_credentials).await?;
+        let storage = state.storage.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             decentcom::http::serve_on(listener, state, async {
@@ -89,15 +126,16 @@ impl TestServer {
             .await
             .expect("server runs");
         });
-        TestServer {
+        Ok(TestServer {
             base: format!("http://{addr}"),
             backend,
+            storage,
             http: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),
             _dir: dir,
             _pg: pg,
-        }
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -317,5 +355,21 @@ impl Gateway {
                 Some(Err(e)) => panic!("gateway error before close: {e}"),
             }
         }
+    }
+}
+
+impl User {
+    /// Creates a text channel (the user needs MANAGE_CHANNELS) and returns its id.
+    pub async fn create_channel(&self, name: &str) -> String {
+        let r = self.post("/api/v1/channels", json!({ "name": name })).await;
+        assert_eq!(r.status, 200, "create channel: {:?}", r.body);
+        r.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Posts a message to a channel and returns it.
+    pub async fn post_message(&self, channel: &str, content: &str) -> Value {
+        let r = self.post(&format!("/api/v1/channels/{channel}/messages"), json!({ "content": content })).await;
+        assert_eq!(r.status, 200, "post message: {:?}", r.body);
+        r.body
     }
 }

@@ -20,18 +20,6 @@ api_tests!(
     read_only_sessions_cannot_reply,
 );
 
-async fn create_channel(admin: &User, name: &str) -> String {
-    let r = admin.post("/api/v1/channels", json!({"name": name})).await;
-    assert_eq!(r.status, 200, "create channel: {:?}", r.body);
-    r.body["id"].as_str().unwrap().to_owned()
-}
-
-async fn post_message(user: &User, channel: &str, content: &str) -> Value {
-    let r = user.post(&format!("/api/v1/channels/{channel}/messages"), json!({"content": content})).await;
-    assert_eq!(r.status, 200, "post message: {:?}", r.body);
-    r.body
-}
-
 async fn create_thread(user: &User, channel: &str, message: &str) -> Value {
     let r = user.post_empty(&format!("/api/v1/channels/{channel}/messages/{message}/threads")).await;
     assert_eq!(r.status, 200, "create thread: {:?}", r.body);
@@ -66,8 +54,8 @@ fn id(v: &Value) -> String {
 async fn threads_are_created_once_per_parent_and_announced(server: TestServer) {
     let admin = server.login(1).await;
     let bob = server.login(2).await;
-    let channel = create_channel(&admin, "threads").await;
-    let parent = post_message(&admin, &channel, "let us discuss").await;
+    let channel = admin.create_channel("threads").await;
+    let parent = admin.post_message(&channel, "let us discuss").await;
     let mut gateway = server.gateway(bob.token()).await;
     subscribe(&mut gateway, &channel).await;
 
@@ -118,8 +106,8 @@ async fn threads_are_created_once_per_parent_and_announced(server: TestServer) {
 async fn replies_count_follow_and_announce(server: TestServer) {
     let admin = server.login(1).await;
     let bob = server.login(2).await;
-    let channel = create_channel(&admin, "replies").await;
-    let parent = post_message(&admin, &channel, "parent").await;
+    let channel = admin.create_channel("replies").await;
+    let parent = admin.post_message(&channel, "parent").await;
     let thread_id = create_thread(&admin, &channel, &id(&parent)).await["thread_id"].as_str().unwrap().to_owned();
     let mut gateway = server.gateway(admin.token()).await;
     subscribe(&mut gateway, &channel).await;
@@ -176,8 +164,8 @@ async fn replies_count_follow_and_announce(server: TestServer) {
 async fn following_and_read_marks(server: TestServer) {
     let admin = server.login(1).await;
     let bob = server.login(2).await;
-    let channel = create_channel(&admin, "follow").await;
-    let parent = post_message(&admin, &channel, "parent").await;
+    let channel = admin.create_channel("follow").await;
+    let parent = admin.post_message(&channel, "parent").await;
     let thread_id = create_thread(&admin, &channel, &id(&parent)).await["thread_id"].as_str().unwrap().to_owned();
     let thread_url = format!("/api/v1/threads/{thread_id}");
     let follow_url = format!("{thread_url}/follow");
@@ -203,8 +191,8 @@ async fn following_and_read_marks(server: TestServer) {
 
 async fn thread_messages_paginate(server: TestServer) {
     let admin = server.login(1).await;
-    let channel = create_channel(&admin, "paging").await;
-    let parent = post_message(&admin, &channel, "parent").await;
+    let channel = admin.create_channel("paging").await;
+    let parent = admin.post_message(&channel, "parent").await;
     let thread_id = create_thread(&admin, &channel, &id(&parent)).await["thread_id"].as_str().unwrap().to_owned();
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -246,10 +234,10 @@ async fn thread_messages_paginate(server: TestServer) {
 async fn thread_validation_and_not_found(server: TestServer) {
     let admin = server.login(1).await;
     let bob = server.login(2).await;
-    let channel = create_channel(&admin, "validation").await;
-    let other = create_channel(&admin, "elsewhere").await;
-    let parent = post_message(&admin, &channel, "parent").await;
-    let elsewhere = post_message(&admin, &other, "elsewhere").await;
+    let channel = admin.create_channel("validation").await;
+    let other = admin.create_channel("elsewhere").await;
+    let parent = admin.post_message(&channel, "parent").await;
+    let elsewhere = admin.post_message(&other, "elsewhere").await;
     let thread_id = create_thread(&admin, &channel, &id(&parent)).await["thread_id"].as_str().unwrap().to_owned();
     let a_reply = reply(&admin, &thread_id, "a reply").await;
 
@@ -303,12 +291,12 @@ async fn thread_validation_and_not_found(server: TestServer) {
 async fn thread_permissions_follow_the_channel(server: TestServer) {
     let admin = server.login(1).await;
     let bob = server.login(2).await;
-    let hidden = create_channel(&admin, "hidden").await;
-    let readonly = create_channel(&admin, "announcements").await;
-    let hidden_parent = post_message(&admin, &hidden, "secret").await;
+    let hidden = admin.create_channel("hidden").await;
+    let readonly = admin.create_channel("announcements").await;
+    let hidden_parent = admin.post_message(&hidden, "secret").await;
     let hidden_thread =
         create_thread(&admin, &hidden, &id(&hidden_parent)).await["thread_id"].as_str().unwrap().to_owned();
-    let ro_parent = post_message(&admin, &readonly, "news").await;
+    let ro_parent = admin.post_message(&readonly, "news").await;
     let ro_thread = create_thread(&admin, &readonly, &id(&ro_parent)).await["thread_id"].as_str().unwrap().to_owned();
     deny_everyone(&admin, &hidden, 2).await; // READ_MESSAGES
     deny_everyone(&admin, &readonly, 1).await; // SEND_MESSAGES
@@ -353,8 +341,8 @@ async fn thread_creation_requires_the_feature(server: TestServer) {
     drop(server);
     let server = TestServer::start_with(backend, |c| c.features.message_threads = false).await;
     let admin = server.login(1).await;
-    let channel = create_channel(&admin, "nothreads").await;
-    let parent = post_message(&admin, &channel, "parent").await;
+    let channel = admin.create_channel("nothreads").await;
+    let parent = admin.post_message(&channel, "parent").await;
     let r = admin.post_empty(&format!("/api/v1/channels/{channel}/messages/{}/threads", id(&parent))).await;
     assert_eq!((r.status, r.error()), (403, "message threads are disabled on this server"));
     let r = admin.get("/api/v1/threads/1").await;
@@ -366,8 +354,8 @@ async fn read_only_sessions_cannot_reply(server: TestServer) {
     let bot = server.login_bot(3).await;
     let joined = bot.post_empty("/api/v1/members/join").await;
     assert_eq!(joined.status, 200, "{:?}", joined.body);
-    let channel = create_channel(&admin, "bots").await;
-    let parent = post_message(&admin, &channel, "parent").await;
+    let channel = admin.create_channel("bots").await;
+    let parent = admin.post_message(&channel, "parent").await;
     let thread_id = create_thread(&admin, &channel, &id(&parent)).await["thread_id"].as_str().unwrap().to_owned();
     // Reading is fine, replying is not.
     assert_eq!(bot.get(&format!("/api/v1/threads/{thread_id}/messages")).await.status, 200);

@@ -7,7 +7,7 @@ use pretty_assertions::assert_eq;
 use serde_json::json;
 
 use crate::api_tests;
-use crate::support::{Gateway, TestServer, User};
+use crate::support::{Gateway, TestServer};
 
 api_tests!(
     typing_reaches_subscribers_except_the_sender,
@@ -15,12 +15,6 @@ api_tests!(
     typing_in_a_dm_reaches_the_other_participant_only,
     typing_errors,
 );
-
-async fn create_channel(admin: &User, name: &str) -> String {
-    let r = admin.post("/api/v1/channels", json!({"name": name})).await;
-    assert_eq!(r.status, 200, "create channel: {:?}", r.body);
-    r.body["id"].as_str().unwrap().to_owned()
-}
 
 /// Subscribes and waits until the server has processed it (a SUBSCRIBE to an unknown channel
 /// answers ERROR, and commands are handled in order).
@@ -38,7 +32,7 @@ fn typing_url(channel: &str) -> String {
 async fn typing_reaches_subscribers_except_the_sender(server: TestServer) {
     let admin = server.login(1).await;
     let bob = server.login(2).await;
-    let channel = create_channel(&admin, "chat").await;
+    let channel = admin.create_channel("chat").await;
     assert_eq!(bob.patch("/api/v1/profile", json!({"display_name": "Bob"})).await.status, 200);
     let mut admin_gw = server.gateway(admin.token()).await;
     let mut bob_gw = server.gateway(bob.token()).await;
@@ -76,8 +70,8 @@ async fn typing_reaches_subscribers_except_the_sender(server: TestServer) {
 async fn typing_is_rate_limited_per_user_and_channel(server: TestServer) {
     let admin = server.login(1).await;
     let bob = server.login(2).await;
-    let one = create_channel(&admin, "one").await;
-    let two = create_channel(&admin, "two").await;
+    let one = admin.create_channel("one").await;
+    let two = admin.create_channel("two").await;
     let mut gw = server.gateway(admin.token()).await;
     subscribe(&mut gw, &one).await;
     subscribe(&mut gw, &two).await;
@@ -122,7 +116,7 @@ async fn typing_in_a_dm_reaches_the_other_participant_only(server: TestServer) {
 async fn typing_errors(server: TestServer) {
     let admin = server.login(1).await;
     let bob = server.login(2).await;
-    let quiet = create_channel(&admin, "quiet").await;
+    let quiet = admin.create_channel("quiet").await;
     let r = admin.put(&format!("/api/v1/channels/{quiet}/overrides/everyone"), json!({"allow": 0, "deny": 1})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
 
