@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod jobs;
 pub mod media;
 pub mod permissions;
 pub mod storage;

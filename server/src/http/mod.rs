@@ -220,6 +220,7 @@ pub async fn serve_on(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> eyre::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
+    crate::jobs::spawn_all(state.storage.clone(), state.shutdown.clone());
     tracing::info!(%addr, "listening");
     let gateways = state.shutdown.clone();
     let shutdown = async move {
