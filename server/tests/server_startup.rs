@@ -135,6 +135,7 @@ fn a_missing_postgres_database_is_named() {
     assert!(stderr.contains("database `decentcom_no_such_database` does not exist"), "{stderr}");
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test]
 async fn a_database_migrated_by_a_newer_binary_is_refused() {
     use sqlx::Connection;

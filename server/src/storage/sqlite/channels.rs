@@ -1,8 +1,8 @@
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
 
+use super::SqliteBackend;
 use super::rows::{load_channel, load_channels};
-use super::{BEGIN_IMMEDIATE, SqliteBackend};
 use crate::storage::{
     Category, CategoryId, Channel, ChannelId, ChannelKind, ChannelPatch, ChannelStore, Conflict, Entity, NewChannel,
     StorageError, StorageResult, Timestamp,
@@ -61,7 +61,7 @@ impl ChannelStore for SqliteBackend {
     }
 
     async fn create_channel(&self, new: NewChannel) -> StorageResult<Channel> {
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let channel = insert_text_channel(&mut tx, &new).await?;
         tx.commit().await?;
         Ok(channel)
@@ -69,7 +69,7 @@ impl ChannelStore for SqliteBackend {
 
     async fn update_channel(&self, id: ChannelId, patch: ChannelPatch) -> StorageResult<Channel> {
         let now = Timestamp::now().as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let exists = sqlx::query_scalar!(
             r#"SELECT EXISTS (SELECT 1 FROM channels WHERE id = ?1 AND kind = 'text') AS "present!: bool""#,
             id
@@ -120,7 +120,7 @@ impl ChannelStore for SqliteBackend {
     }
 
     async fn ensure_default_channel(&self, name: &str) -> StorageResult<Option<Channel>> {
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let any = sqlx::query_scalar!(
             r#"/* sqlite */ SELECT EXISTS (SELECT 1 FROM channels WHERE kind = 'text') AS "present!: bool""#
         )
@@ -147,7 +147,7 @@ impl ChannelStore for SqliteBackend {
     }
 
     async fn delete_category(&self, name: &str) -> StorageResult<()> {
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let id = sqlx::query_scalar!(r#"SELECT id AS "id!: CategoryId" FROM categories WHERE name = ?1"#, name)
             .fetch_optional(&mut *tx)
             .await?

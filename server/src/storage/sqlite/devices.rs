@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
 
-use super::{BEGIN_IMMEDIATE, SqliteBackend};
+use super::SqliteBackend;
 use crate::storage::{
     DeviceKey, DeviceKeyId, DevicePermissions, DeviceRegistration, DeviceRevocation, DeviceStore, Entity, NewDeviceKey,
     PublicKey, SessionId, Signature, StorageError, StorageResult, Timestamp, UserId,
@@ -49,7 +49,7 @@ impl DeviceStore for SqliteBackend {
         let issued_at = new.issued_at.as_micros();
         let expires_at = new.expires_at.map(Timestamp::as_micros);
         let signature = new.signature.as_bytes();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let outcome: fn(DeviceKey) -> DeviceRegistration = match load_device(&mut tx, &new.device_pubkey).await? {
             Some(existing) if existing.revoked_at.is_some() => {
                 return Ok(DeviceRegistration::Revoked);
@@ -142,7 +142,7 @@ impl DeviceStore for SqliteBackend {
         device_pubkey: &PublicKey,
     ) -> StorageResult<Option<DeviceRevocation>> {
         let now = Timestamp::now().as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let Some(existing) = load_device(&mut tx, device_pubkey).await? else {
             return Ok(None);
         };

@@ -1,9 +1,9 @@
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
 
+use super::SqliteBackend;
 use super::messages::insert_message;
 use super::rows::load_message;
-use super::{BEGIN_IMMEDIATE, SqliteBackend};
 use crate::storage::{
     ChannelId, ContentHash, Dm, DmChannel, DmOpened, DmSent, DmStore, DmUser, Entity, PublicKey, StorageError,
     StorageResult, Timestamp, UserId,
@@ -69,7 +69,7 @@ impl DmStore for SqliteBackend {
         let (low, high) = if user < recipient { (user, recipient) } else { (recipient, user) };
         let now = Timestamp::now().as_micros();
         // IMMEDIATE: the lookup and the insert are serialised, so a pair gets one channel.
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let existing = sqlx::query_scalar!(
             r#"SELECT channel_id AS "channel_id!: ChannelId" FROM dms WHERE user_low = ?1 AND user_high = ?2"#,
             low,
@@ -173,7 +173,7 @@ impl DmStore for SqliteBackend {
     async fn send_dm_message(&self, channel: ChannelId, author: UserId, content: String) -> StorageResult<DmSent> {
         let now = Timestamp::now();
         let now_micros = now.as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let dm = load_dm(&mut tx, channel).await?.ok_or(StorageError::NotFound(Entity::Dm))?;
         if !dm.has_participant(author) {
             return Err(StorageError::InvalidInput("not a participant in this DM".into()));

@@ -1,9 +1,9 @@
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
 
+use super::SqliteBackend;
 use super::members::add_member;
 use super::rows::load_member;
-use super::{BEGIN_IMMEDIATE, SqliteBackend};
 use crate::storage::{
     Entity, Invite, InviteJoin, InviteStore, NewInvite, RoleId, StorageError, StorageResult, Timestamp, UserId,
 };
@@ -79,7 +79,7 @@ impl InviteStore for SqliteBackend {
 
     async fn join_via_invite(&self, code: &str, user: UserId, now: Timestamp) -> StorageResult<InviteJoin> {
         let now_micros = now.as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let Some(invite) = load_invite(&mut tx, code).await? else {
             return Ok(InviteJoin::NotFound);
         };

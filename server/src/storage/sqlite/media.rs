@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
 
-use super::{BEGIN_IMMEDIATE, SqliteBackend};
+use super::SqliteBackend;
 use crate::storage::{
     Attachment, AttachmentId, ChannelId, ContentHash, Entity, Media, MediaStore, MessageId, NewAttachment, NewMedia,
     StorageError, StorageResult, Timestamp, UserId,
@@ -43,7 +43,7 @@ async fn load_media(conn: &mut SqliteConnection, hash: &ContentHash) -> StorageR
 impl MediaStore for SqliteBackend {
     async fn put_media(&self, media: NewMedia) -> StorageResult<Media> {
         let now = Timestamp::now().as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         insert_media(&mut tx, &media, now).await?;
         let stored = load_media(&mut tx, &media.content_hash).await?.ok_or(StorageError::NotFound(Entity::Media))?;
         tx.commit().await?;
@@ -62,7 +62,7 @@ impl MediaStore for SqliteBackend {
     ) -> StorageResult<Vec<Attachment>> {
         let now = Timestamp::now();
         let now_micros = now.as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         for m in &media {
             insert_media(&mut tx, m, now_micros).await?;
         }

@@ -1,8 +1,8 @@
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
 
+use super::SqliteBackend;
 use super::rows::{load_member, load_members};
-use super::{BEGIN_IMMEDIATE, SqliteBackend};
 use crate::storage::{
     AllowlistEntry, Ban, BotApproval, Entity, Joined, Member, MemberStore, NewBan, PublicKey, RoleId, StorageError,
     StorageResult, Timestamp, UserId,
@@ -73,7 +73,7 @@ async fn bot_approval(conn: &mut SqliteConnection, user: UserId) -> StorageResul
 #[async_trait]
 impl MemberStore for SqliteBackend {
     async fn join(&self, user: UserId) -> StorageResult<Joined> {
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let newly_joined = add_member(&mut tx, user, Timestamp::now()).await?;
         let joined = load_joined(&mut tx, user, newly_joined).await?;
         tx.commit().await?;
@@ -81,14 +81,14 @@ impl MemberStore for SqliteBackend {
     }
 
     async fn leave(&self, user: UserId) -> StorageResult<bool> {
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let was_member = remove_member(&mut tx, user).await?;
         tx.commit().await?;
         Ok(was_member)
     }
 
     async fn kick(&self, user: UserId) -> StorageResult<bool> {
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let was_member = kick_in(&mut tx, user).await?;
         tx.commit().await?;
         Ok(was_member)
@@ -114,7 +114,7 @@ impl MemberStore for SqliteBackend {
         let now = Timestamp::now();
         let now_micros = now.as_micros();
         let pubkey = ban.pubkey.as_bytes();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query!(
             "INSERT INTO bans (pubkey, banned_by, reason, banned_at) VALUES (?1, ?2, ?3, ?4)",
             pubkey,
@@ -230,7 +230,7 @@ impl MemberStore for SqliteBackend {
     ) -> StorageResult<(BotApproval, Joined)> {
         let now = Timestamp::now();
         let now_micros = now.as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query!(
             "UPDATE bot_approvals SET approved_by = ?1, approved_at = ?2, revoked_at = NULL, note = ?3
              WHERE user_id = ?4",
@@ -254,7 +254,7 @@ impl MemberStore for SqliteBackend {
 
     async fn revoke_bot(&self, user: UserId) -> StorageResult<BotApproval> {
         let now = Timestamp::now().as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query!(
             "UPDATE bot_approvals SET revoked_at = COALESCE(revoked_at, ?1) WHERE user_id = ?2",
             now,

@@ -1,8 +1,8 @@
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
 
+use super::SqliteBackend;
 use super::rows::{MessageRow, hydrate_messages, json_ids, load_message};
-use super::{BEGIN_IMMEDIATE, SqliteBackend};
 use crate::storage::search;
 use crate::storage::{
     ChannelId, Conflict, Entity, Message, MessageId, MessagePage, MessageScope, MessageStore, NewMessage, PageCursor,
@@ -47,7 +47,7 @@ impl MessageStore for SqliteBackend {
             messages.iter().map(|(author, content)| (author.0, content.as_str(), search::normalise(content))).collect();
         let rows = serde_json::to_string(&rows).map_err(|e| StorageError::InvalidInput(e.to_string()))?;
         let now = Timestamp::now().as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let exists =
             sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM channels WHERE id = ?1) AS "present!: bool""#, channel)
                 .fetch_one(&mut *tx)
@@ -72,7 +72,7 @@ impl MessageStore for SqliteBackend {
     async fn create_message(&self, new: NewMessage) -> StorageResult<Message> {
         let now = Timestamp::now();
         let now_micros = now.as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
 
         // A reply lives in its thread's channel.
         let channel = match new.thread_id {
@@ -242,7 +242,7 @@ impl MessageStore for SqliteBackend {
     async fn edit_message(&self, id: MessageId, content: String) -> StorageResult<Message> {
         let now = Timestamp::now().as_micros();
         let search_text = search::normalise(&content);
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let state =
             sqlx::query_scalar!(r#"SELECT deleted_at IS NOT NULL AS "deleted!: bool" FROM messages WHERE id = ?1"#, id)
                 .fetch_optional(&mut *tx)
@@ -268,7 +268,7 @@ impl MessageStore for SqliteBackend {
 
     async fn delete_message(&self, id: MessageId) -> StorageResult<bool> {
         let now = Timestamp::now().as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let state =
             sqlx::query_scalar!(r#"SELECT deleted_at IS NOT NULL AS "deleted!: bool" FROM messages WHERE id = ?1"#, id)
                 .fetch_optional(&mut *tx)

@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 
-use super::{BEGIN_IMMEDIATE, SqliteBackend};
+use super::SqliteBackend;
 use crate::storage::{
     Entity, MessageId, ReactionChange, ReactionStore, Reactor, ReactorPage, StorageError, StorageResult, Timestamp,
     UserId,
@@ -10,7 +10,7 @@ use crate::storage::{
 impl ReactionStore for SqliteBackend {
     async fn toggle_reaction(&self, message: MessageId, user: UserId, emoji: &str) -> StorageResult<ReactionChange> {
         let now = Timestamp::now().as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let exists =
             sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM messages WHERE id = ?1) AS "present!: bool""#, message)
                 .fetch_one(&mut *tx)

@@ -1,8 +1,8 @@
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
 
+use super::SqliteBackend;
 use super::rows::{json_ids, json_strings, load_role, load_roles};
-use super::{BEGIN_IMMEDIATE, SqliteBackend};
 use crate::storage::{
     ChannelId, Entity, NewRole, Override, Permissions, Role, RoleId, RolePatch, RoleStore, StorageError, StorageResult,
     Timestamp, UserId,
@@ -32,7 +32,7 @@ impl RoleStore for SqliteBackend {
 
     async fn create_role(&self, new: NewRole) -> StorageResult<Role> {
         let now = Timestamp::now().as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let id = sqlx::query_scalar!(
             r#"INSERT INTO roles (name, color, position, is_builtin, created_at, updated_at)
                VALUES (?1, ?2, ?3, 0, ?4, ?4) RETURNING id AS "id!: RoleId""#,
@@ -51,7 +51,7 @@ impl RoleStore for SqliteBackend {
 
     async fn update_role(&self, id: RoleId, patch: RolePatch) -> StorageResult<Role> {
         let now = Timestamp::now().as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let current = load_role(&mut tx, id).await?.ok_or(StorageError::NotFound(Entity::Role))?;
         if current.is_builtin {
             if patch.position.is_some_and(|p| p != current.position) {
@@ -87,7 +87,7 @@ impl RoleStore for SqliteBackend {
     }
 
     async fn delete_role(&self, id: RoleId) -> StorageResult<bool> {
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let builtin = sqlx::query_scalar!(r#"SELECT is_builtin AS "is_builtin!: bool" FROM roles WHERE id = ?1"#, id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -111,7 +111,7 @@ impl RoleStore for SqliteBackend {
 
     async fn assign_role(&self, user: UserId, role: RoleId) -> StorageResult<()> {
         let now = Timestamp::now().as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let member = sqlx::query_scalar!(
             r#"SELECT EXISTS (SELECT 1 FROM members WHERE user_id = ?1) AS "present!: bool""#,
             user

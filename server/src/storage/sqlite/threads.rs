@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
+use super::SqliteBackend;
 use super::rows::load_thread;
-use super::{BEGIN_IMMEDIATE, SqliteBackend};
 use crate::storage::{
     ChannelId, Entity, MessageId, StorageError, StorageResult, Thread, ThreadId, ThreadStore, Timestamp, UserId,
 };
@@ -10,7 +10,7 @@ use crate::storage::{
 impl ThreadStore for SqliteBackend {
     async fn create_thread(&self, parent: MessageId, creator: UserId) -> StorageResult<(Thread, bool)> {
         let now = Timestamp::now().as_micros();
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let message = sqlx::query!(
             r#"SELECT m.channel_id AS "channel_id!: ChannelId", m.thread_id AS "thread_id?: ThreadId",
                       c.kind AS "kind!: String"

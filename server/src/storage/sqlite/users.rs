@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
+use super::SqliteBackend;
 use super::rows::{load_member, load_user};
-use super::{BEGIN_IMMEDIATE, SqliteBackend};
 use crate::storage::{
     ContentHash, Entity, NewUser, PublicKey, Registration, RoleId, StorageError, StorageResult, Timestamp, User,
     UserId, UserStore,
@@ -13,7 +13,7 @@ impl UserStore for SqliteBackend {
         let now = Timestamp::now().as_micros();
         // IMMEDIATE takes the write lock before the count, so exactly one registration ever sees
         // an empty users table.
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let is_first_user =
             sqlx::query_scalar!(r#"/* sqlite */ SELECT NOT EXISTS (SELECT 1 FROM users) AS "empty!: bool""#)
                 .fetch_one(&mut *tx)
@@ -82,7 +82,7 @@ impl UserStore for SqliteBackend {
     }
 
     async fn set_display_name(&self, id: UserId, name: Option<String>) -> StorageResult<User> {
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query!("UPDATE users SET display_name = ?1 WHERE id = ?2", name, id)
             .execute(&mut *tx)
             .await?
@@ -96,7 +96,7 @@ impl UserStore for SqliteBackend {
     }
 
     async fn set_avatar(&self, id: UserId, avatar: Option<ContentHash>) -> StorageResult<User> {
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query!("UPDATE users SET avatar_hash = ?1 WHERE id = ?2", avatar, id)
             .execute(&mut *tx)
             .await?
