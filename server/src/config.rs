@@ -295,7 +295,9 @@ impl Config {
         // specific scalar and the key's type decides. A prefixed variable that names no key is
         // an unknown key like any other.
         for (name, value) in env {
-            if let Some(rest) = name.strip_prefix(ENV_PREFIX) {
+            // Only DECENTCOM_<SECTION>__<KEY> names configuration (api.md §7.1); other variables
+            // that merely share the prefix (e.g. DECENTCOM_TEST_PG_URL of the test suites) do not.
+            if let Some(rest) = name.strip_prefix(ENV_PREFIX).filter(|rest| rest.contains("__")) {
                 let path = rest.to_ascii_lowercase().replace("__", ".");
                 figment = figment.merge(Serialized::default(&path, env_value(&value)));
             }
@@ -421,7 +423,12 @@ fn describe_figment_error(err: figment::Error) -> ConfigError {
         .unwrap_or_default();
     let message = match &err.kind {
         Kind::UnknownField(field, _) => {
-            let full = if key.is_empty() { field.clone() } else { format!("{key}.{field}") };
+            // figment's path may already end with the unknown field itself
+            let full = if key.is_empty() || key == *field || key.ends_with(&format!(".{field}")) {
+                if key.is_empty() { field.clone() } else { key.clone() }
+            } else {
+                format!("{key}.{field}")
+            };
             let env_name = format!("{ENV_PREFIX}{}", full.to_ascii_uppercase().replace('.', "__"));
             format!("unknown configuration key `{full}`{source}; as an environment variable: {env_name}")
         }
@@ -486,6 +493,8 @@ mod tests {
                 ("DECENTCOM_NETWORK__ALLOWED_ORIGINS", "https://a.example, https://b.example"),
                 ("DECENTCOM_CONTENT__ALLOWED_FILE_TYPES", ""),
                 ("UNRELATED", "ignored"),
+                // shares the prefix but has no SECTION__KEY shape: not configuration
+                ("DECENTCOM_TEST_PG_URL", "postgres://elsewhere/x"),
             ],
         )
         .unwrap();
@@ -505,7 +514,10 @@ mod tests {
         let err = load("[nonsense]\n", &[]).unwrap_err();
         assert!(err.contains("nonsense"), "{err}");
         let err = load("", &[("DECENTCOM_SERVER__NAEM", "x")]).unwrap_err();
-        assert!(err.contains("server.naem") && err.contains("DECENTCOM_SERVER__NAEM"), "{err}");
+        assert!(err.contains("`server.naem`") && err.contains("DECENTCOM_SERVER__NAEM"), "{err}");
+        assert!(!err.contains("naem.naem"), "{err}");
+        let err = load("[storage]\nbackend = \"sqlite\"\ndatabse_path = \"x.db\"\n", &[]).unwrap_err();
+        assert!(err.contains("`storage.databse_path`"), "{err}");
     }
 
     #[test]
