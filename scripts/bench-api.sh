@@ -34,11 +34,13 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+# Creates a scratch database and sets SCRATCH_URL. Not called in a $(…) subshell, so the name
+# reaches `scratch_dbs` and the exit trap drops it.
 scratch_db() {
     local name="decentcom_bench_$1_$$"
     psql "$pg_url" -qc "CREATE DATABASE $name" >/dev/null
     scratch_dbs+=("$name")
-    echo "${pg_url%/*}/$name"
+    SCRATCH_URL="${pg_url%/*}/$name"
 }
 
 # wrk script for POST message: a JSON body with the bearer token.
@@ -65,7 +67,8 @@ run_backend() {
     local dir="$work/$backend"; mkdir -p "$dir"
     local env=(DECENTCOM_NETWORK__BIND_ADDRESS="127.0.0.1:$port" DECENTCOM_STORAGE__MAX_CONNECTIONS=16 RUST_LOG=warn)
     if [ "$backend" = postgres ]; then
-        env+=(DECENTCOM_STORAGE__BACKEND=postgres DECENTCOM_STORAGE__DATABASE_URL="$(scratch_db api)")
+        scratch_db api
+        env+=(DECENTCOM_STORAGE__BACKEND=postgres DECENTCOM_STORAGE__DATABASE_URL="$SCRATCH_URL")
     fi
     (cd "$dir" && env "${env[@]}" "$root/$bin" serve >"$dir/server.log" 2>&1) &
     server_pid=$!
@@ -88,7 +91,8 @@ run_backend sqlite
 run_backend postgres
 
 # pgbench: the server's message INSERT, straight into a migrated scratch database.
-ref_url=$(scratch_db pgbench)
+scratch_db pgbench
+ref_url=$SCRATCH_URL
 for f in migrations/postgres/*.sql; do psql "$ref_url" -q -v ON_ERROR_STOP=1 -f "$f" >/dev/null; done
 psql "$ref_url" -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 INSERT INTO users (pubkey, created_at) VALUES (decode(repeat('01', 32), 'hex'), now());
