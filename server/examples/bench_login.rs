@@ -4,40 +4,18 @@
 //!
 //!     bench_login http://127.0.0.1:8080
 
-use base64::Engine;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
+
+#[path = "common/login.rs"]
+mod login;
 
 #[tokio::main]
 async fn main() {
     let base = std::env::args().nth(1).expect("usage: bench_login <base url>");
     let http = reqwest::Client::new();
-    let key = SigningKey::from_bytes(&[42; 32]);
-    let pubkey = bs58::encode(key.verifying_key().to_bytes()).into_string();
-
-    let challenge: Value = http
-        .post(format!("{base}/api/v1/auth/challenge"))
-        .json(&json!({ "pubkey": pubkey }))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .expect("challenge")
-        .json()
-        .await
-        .unwrap();
-    let text = challenge["challenge"].as_str().unwrap();
-    let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(text.as_bytes()).to_bytes());
-    let verify: Value = http
-        .post(format!("{base}/api/v1/auth/verify"))
-        .json(&json!({ "pubkey": pubkey, "signature": signature }))
-        .send()
-        .await
-        .and_then(|r| r.error_for_status())
-        .expect("verify (the first user of a fresh server is its admin)")
-        .json()
-        .await
-        .unwrap();
-    let token = verify["token"].as_str().unwrap().to_owned();
+    // The first user of a fresh server is its admin.
+    let token = login::login(&http, &base, &SigningKey::from_bytes(&[42; 32])).await;
 
     let channel: Value = http
         .post(format!("{base}/api/v1/channels"))

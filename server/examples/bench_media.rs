@@ -19,14 +19,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use bytes::Bytes;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, WriteMultipart};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[path = "common/login.rs"]
+mod login;
 
 const MIB: u64 = 1024 * 1024;
 const CHUNK: usize = 256 * 1024;
@@ -234,29 +236,7 @@ async fn main() {
 
     // Log in and find the default channel.
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let signing = SigningKey::from_bytes(&[7; 32]);
-    let pubkey = bs58::encode(signing.verifying_key().to_bytes()).into_string();
-    let challenge: Value = http
-        .post(format!("{base}/api/v1/auth/challenge"))
-        .json(&json!({"pubkey": pubkey}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let text = challenge["challenge"].as_str().expect("a challenge");
-    let signature = base64::engine::general_purpose::STANDARD.encode(signing.sign(text.as_bytes()).to_bytes());
-    let verify: Value = http
-        .post(format!("{base}/api/v1/auth/verify"))
-        .json(&json!({"pubkey": pubkey, "signature": signature}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = verify["token"].as_str().expect("a token").to_owned();
+    let token = login::login(&http, &base, &SigningKey::from_bytes(&[7; 32])).await;
     let channels: Value =
         http.get(format!("{base}/api/v1/channels")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     let channel = channels["channels"]

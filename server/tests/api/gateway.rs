@@ -3,17 +3,16 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use decentcom::config::Config;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use futures::SinkExt;
 use pretty_assertions::assert_eq;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::attachments::general_channel;
-use crate::support::{Backend, Gateway, TestServer, pubkey_of};
+use crate::support::{Backend, Gateway, TestServer};
 
 crate::backend_tests!(
     hello_and_ready_describe_the_server,
@@ -289,30 +288,8 @@ async fn shutdown_closes_connections_with_1001(backend: Backend) {
     drop(pg);
 }
 
-/// Challenge, sign, verify against `base`; returns the session token.
+/// Logs in against a server that is not a `TestServer`; returns the session token.
 async fn login(base: &str, seed: u8) -> String {
-    let http = reqwest::Client::new();
-    let key = SigningKey::from_bytes(&[seed; 32]);
-    let pubkey = pubkey_of(&key);
-    let challenge: Value = http
-        .post(format!("{base}/api/v1/auth/challenge"))
-        .json(&json!({"pubkey": pubkey}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let text = challenge["challenge"].as_str().expect("a challenge");
-    let signature = base64::engine::general_purpose::STANDARD.encode(key.sign(text.as_bytes()).to_bytes());
-    let verify: Value = http
-        .post(format!("{base}/api/v1/auth/verify"))
-        .json(&json!({"pubkey": pubkey, "signature": signature}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    verify["token"].as_str().expect("a token").to_owned()
+    let anon = crate::support::Client { http: reqwest::Client::new(), base: base.to_owned(), token: None };
+    crate::support::sign_in(&anon, &SigningKey::from_bytes(&[seed; 32]), false).await.0
 }

@@ -157,18 +157,10 @@ impl TestServer {
     }
 
     pub async fn login_key(&self, key: SigningKey, is_bot: bool) -> User {
-        let anon = self.anonymous();
-        let pubkey = pubkey_of(&key);
-        let challenge = anon.post("/api/v1/auth/challenge", json!({"pubkey": pubkey, "is_bot": is_bot})).await;
-        assert_eq!(challenge.status, 200, "challenge: {:?}", challenge.body);
-        let text = challenge.body["challenge"].as_str().unwrap().to_owned();
-        let signature = BASE64.encode(key.sign(text.as_bytes()).to_bytes());
-        let verify = anon.post("/api/v1/auth/verify", json!({"pubkey": pubkey, "signature": signature})).await;
-        assert_eq!(verify.status, 200, "verify: {:?}", verify.body);
-        let token = verify.body["token"].as_str().unwrap().to_owned();
+        let (token, user_id) = sign_in(&self.anonymous(), &key, is_bot).await;
         User {
-            user_id: verify.body["user_id"].as_str().unwrap().to_owned(),
-            pubkey,
+            user_id,
+            pubkey: pubkey_of(&key),
             key,
             client: Client { http: self.http.clone(), base: self.base.clone(), token: Some(token) },
         }
@@ -196,6 +188,19 @@ impl Drop for TestServer {
             task.abort();
         }
     }
+}
+
+/// The real login flow against the server behind `anon`: challenge, sign the challenge text,
+/// verify. Returns the session token and the user id.
+pub async fn sign_in(anon: &Client, key: &SigningKey, is_bot: bool) -> (String, String) {
+    let pubkey = pubkey_of(key);
+    let challenge = anon.post("/api/v1/auth/challenge", json!({"pubkey": pubkey, "is_bot": is_bot})).await;
+    assert_eq!(challenge.status, 200, "challenge: {:?}", challenge.body);
+    let text = challenge.body["challenge"].as_str().unwrap().to_owned();
+    let signature = BASE64.encode(key.sign(text.as_bytes()).to_bytes());
+    let verify = anon.post("/api/v1/auth/verify", json!({"pubkey": pubkey, "signature": signature})).await;
+    assert_eq!(verify.status, 200, "verify: {:?}", verify.body);
+    (verify.body["token"].as_str().unwrap().to_owned(), verify.body["user_id"].as_str().unwrap().to_owned())
 }
 
 pub fn pubkey_of(key: &SigningKey) -> String {
