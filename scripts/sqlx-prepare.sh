@@ -15,8 +15,10 @@ out="$root/target/sqlx-prepare"
 rm -rf "$out"
 mkdir -p "$out/sqlite" "$out/postgres" "$out/merged"
 
+# One scratch PostgreSQL database per checkout, so two worktrees can prepare at the same time.
+scratch_name="decentcom_sqlx_prepare_$(printf '%s' "$root" | cksum | cut -d' ' -f1)"
 for dialect in sqlite postgres; do
-    url=$(SCRATCH_DB_NAME=decentcom_sqlx_prepare scripts/scratch-db.sh "$dialect")
+    url=$(SCRATCH_DB_NAME="$scratch_name" scripts/scratch-db.sh "$dialect")
     # Touch the crate so every query macro is expanded again against the scratch database.
     touch server/src/lib.rs
     echo "sqlx-prepare: describing $dialect statements" >&2
