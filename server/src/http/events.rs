@@ -1,6 +1,7 @@
 //! The event bus (api.md §6.4–§6.5). Handlers publish after their change is committed; every
 //! gateway connection subscribes and filters by audience. With one process the bus is in-process
-//! ([`LocalBus`]); the PostgreSQL deployment adds a cross-process implementation of the same trait.
+//! ([`LocalBus`]); with PostgreSQL, where several processes may serve one community, it is
+//! [`SharedBus`], which also carries every message to the other processes.
 
 use std::sync::Arc;
 
@@ -8,7 +9,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::storage::{ChannelId, SessionId, UserId};
+use tokio_util::sync::CancellationToken;
+
+use crate::storage::{Broadcast, ChannelId, SessionId, StorageResult, UserId};
 
 /// Who receives an event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +108,68 @@ impl EventBus for LocalBus {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>> {
         self.tx.subscribe()
+    }
+}
+
+/// The bus of one process among several sharing a PostgreSQL database (api.md §6.5): a message
+/// is delivered to this process's connections at once and broadcast to the other processes
+/// through the storage's [`Broadcast`] channel; what the others broadcast is delivered here.
+pub struct SharedBus {
+    local: LocalBus,
+    broadcast: Arc<dyn Broadcast>,
+    /// Identifies this process's own broadcasts, which come back to it and are skipped.
+    origin: String,
+}
+
+/// A bus message on the wire between processes.
+#[derive(Serialize, Deserialize)]
+struct Envelope<M> {
+    origin: String,
+    message: M,
+}
+
+impl SharedBus {
+    /// Starts listening (before it returns, so nothing published afterwards is missed) and
+    /// relays what other processes publish until `stop` is cancelled.
+    pub async fn start(broadcast: Arc<dyn Broadcast>, stop: CancellationToken) -> StorageResult<Arc<SharedBus>> {
+        let mut incoming = broadcast.subscribe().await?;
+        let origin: String = (0..16).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+        let bus = Arc::new(SharedBus { local: LocalBus::new(), broadcast, origin });
+        let relay = bus.clone();
+        tokio::spawn(async move {
+            loop {
+                let payload = tokio::select! {
+                    () = stop.cancelled() => return,
+                    payload = incoming.recv() => match payload {
+                        Some(payload) => payload,
+                        None => return,
+                    },
+                };
+                match serde_json::from_str::<Envelope<BusMessage>>(&payload) {
+                    Ok(envelope) if envelope.origin == relay.origin => {}
+                    Ok(envelope) => relay.local.publish(envelope.message).await,
+                    Err(err) => tracing::error!(error = %err, "event bus: undecodable message from another process"),
+                }
+            }
+        });
+        Ok(bus)
+    }
+}
+
+#[async_trait]
+impl EventBus for SharedBus {
+    async fn publish(&self, message: BusMessage) {
+        let envelope = Envelope { origin: self.origin.clone(), message: &message };
+        let payload = serde_json::to_string(&envelope).expect("bus messages serialise");
+        // This process's connections get it whether or not the database answers.
+        self.local.publish(message).await;
+        if let Err(err) = self.broadcast.publish(&payload).await {
+            tracing::error!(error = %err, "event bus: cannot broadcast to the other processes");
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>> {
+        self.local.subscribe()
     }
 }
 

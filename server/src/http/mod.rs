@@ -44,7 +44,7 @@ use crate::config::MediaProvider;
 use crate::media::{Blobs, S3Credentials};
 use crate::storage::{self, ContentHash, Storage};
 use error::ApiError;
-use events::{EventBus, LocalBus};
+use events::{EventBus, LocalBus, SharedBus};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -175,14 +175,14 @@ pub async fn prepare_with_credentials(config: Config, s3_credentials: Option<S3C
         Some(path) => Some(import_icon(storage.as_ref(), &media, path).await?),
         None => None,
     };
-    Ok(AppState {
-        config: Arc::new(config),
-        storage,
-        events: Arc::new(LocalBus::new()),
-        media,
-        icon,
-        shutdown: CancellationToken::new(),
-    })
+    let shutdown = CancellationToken::new();
+    let events: Arc<dyn EventBus> = match storage.broadcast() {
+        Some(broadcast) => SharedBus::start(broadcast, shutdown.clone())
+            .await
+            .map_err(|e| eyre::Report::new(e).wrap_err("cannot start the event bus (LISTEN on the database)"))?,
+        None => Arc::new(LocalBus::new()),
+    };
+    Ok(AppState { config: Arc::new(config), storage, events, media, icon, shutdown })
 }
 
 /// Reads `server.icon_path` into the media store and the `media` table; returns its media id.

@@ -2,6 +2,7 @@
 //! against SQLite and PostgreSQL. One module per resource; the harness is in `support.rs`.
 
 mod s3;
+mod scale_out;
 mod support;
 
 mod attachments;

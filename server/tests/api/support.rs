@@ -157,26 +157,19 @@ impl TestServer {
     }
 
     pub async fn login_key(&self, key: SigningKey, is_bot: bool) -> User {
-        let (token, user_id) = sign_in(&self.anonymous(), &key, is_bot).await;
-        User {
-            user_id,
-            pubkey: pubkey_of(&key),
-            key,
-            client: Client { http: self.http.clone(), base: self.base.clone(), token: Some(token) },
-        }
+        log_in(&self.anonymous(), key, is_bot).await
     }
 
     /// Connects to the gateway with `token` and returns the socket after HELLO and READY.
     pub async fn gateway(&self, token: &str) -> Gateway {
-        let url = format!("{}/api/v1/gateway?token={token}", self.base.replacen("http", "ws", 1));
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("gateway connects");
-        let mut gateway = Gateway { socket };
-        let hello = gateway.next_frame().await;
-        assert_eq!(hello["op"], "HELLO", "{hello}");
-        let ready = gateway.next_frame().await;
-        assert_eq!(ready["op"], "READY", "{ready}");
-        gateway
+        Gateway::connect(&self.base, token).await
     }
+}
+
+/// Logs in with `key` through the server behind `anon` and returns the user.
+pub async fn log_in(anon: &Client, key: SigningKey, is_bot: bool) -> User {
+    let (token, user_id) = sign_in(anon, &key, is_bot).await;
+    User { user_id, pubkey: pubkey_of(&key), key, client: Client { token: Some(token), ..anon.clone() } }
 }
 
 impl Drop for TestServer {
@@ -306,6 +299,18 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Connects to the gateway of the server at `base` with `token`; returns after HELLO and READY.
+    pub async fn connect(base: &str, token: &str) -> Gateway {
+        let url = format!("{}/api/v1/gateway?token={token}", base.replacen("http", "ws", 1));
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("gateway connects");
+        let mut gateway = Gateway { socket };
+        let hello = gateway.next_frame().await;
+        assert_eq!(hello["op"], "HELLO", "{hello}");
+        let ready = gateway.next_frame().await;
+        assert_eq!(ready["op"], "READY", "{ready}");
+        gateway
+    }
+
     /// The next text frame as JSON (fails after 5 s).
     pub async fn next_frame(&mut self) -> Value {
         loop {

@@ -7,6 +7,7 @@
 //! attachments, reactions and thread summaries) live in [`load`].
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,8 +15,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 
 use super::schema::{self, Column, ColumnType, ForeignKey, Index, SchemaSnapshot, Table};
-use super::{OpenError, PoolSettings, Storage, StorageResult};
+use super::{Broadcast, OpenError, PoolSettings, Storage, StorageResult};
+use broadcast::PgBroadcast;
 
+mod broadcast;
 mod channels;
 mod devices;
 mod dms;
@@ -34,6 +37,7 @@ mod users;
 #[derive(Clone, Debug)]
 pub struct PostgresBackend {
     pool: PgPool,
+    broadcast: Arc<PgBroadcast>,
 }
 
 /// Advisory-lock keys (transaction scoped). Arbitrary constants, distinct per purpose.
@@ -87,7 +91,7 @@ impl PostgresBackend {
             .connect_with(options.clone())
             .await
             .map_err(|err| classify_connect_error(&options, err))?;
-        Ok(PostgresBackend { pool })
+        Ok(PostgresBackend { broadcast: Arc::new(PgBroadcast::new(pool.clone())), pool })
     }
 
     /// The live schema of `public` (without `_sqlx_migrations`), for the schema parity test.
@@ -228,6 +232,10 @@ impl Storage for PostgresBackend {
 
     fn backend_name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn broadcast(&self) -> Option<Arc<dyn Broadcast>> {
+        Some(self.broadcast.clone())
     }
 }
 
