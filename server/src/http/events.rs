@@ -161,11 +161,9 @@ impl EventBus for SharedBus {
     async fn publish(&self, message: BusMessage) {
         let envelope = Envelope { origin: self.origin.clone(), message: &message };
         let payload = serde_json::to_string(&envelope).expect("bus messages serialise");
-        // This process's connections get it whether or not the database answers.
+        // This process's connections get it at once, whether or not the database answers.
         self.local.publish(message).await;
-        if let Err(err) = self.broadcast.publish(&payload).await {
-            tracing::error!(error = %err, "event bus: cannot broadcast to the other processes");
-        }
+        self.broadcast.publish(payload);
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>> {

@@ -328,7 +328,9 @@ pub trait Storage:
 /// a process that is disconnected when something is published does not receive it.
 #[async_trait]
 pub trait Broadcast: Send + Sync {
-    async fn publish(&self, payload: &str) -> StorageResult<()>;
+    /// Queues `payload`; it is sent in the background, after everything queued before it.
+    /// Failures to send are logged, never returned: the caller's change is already committed.
+    fn publish(&self, payload: String);
     /// Starts listening before it returns; everything published from then on arrives on the
     /// receiver. Listening stops when the receiver is dropped.
     async fn subscribe(&self) -> StorageResult<tokio::sync::mpsc::Receiver<String>>;

@@ -2,27 +2,32 @@
 //! what any of them publishes, with no other broker.
 //!
 //! A NOTIFY payload must stay under 8000 bytes. A larger payload is stored in `bus_payloads` and
-//! only a reference to its row is notified; listeners fetch the row. Both kinds are published
-//! by one statement each, one at a time per process, so notifications are queued in publish
-//! order and PostgreSQL delivers them to every listener in that order.
+//! only a reference to its row is notified; listeners fetch the row. Publishing only queues: one
+//! background task per process sends the queue in order, as many inline payloads per statement
+//! as have accumulated, so a request never waits for the broadcast and PostgreSQL receives (and
+//! delivers to every listener) this process's payloads in publish order.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 
 use crate::storage::{Broadcast, StorageError, StorageResult};
 
 /// The NOTIFY channel all processes listen on.
 const CHANNEL: &str = "decentcom_events";
-/// Largest payload sent inline (PostgreSQL's limit is 8000 bytes including the marker).
+/// Largest payload sent inline (PostgreSQL's limit is 8000 bytes including marker and sequence).
 const MAX_INLINE: usize = 7900;
-/// Marker of an inline payload; the rest of the notification is the payload.
+/// Marker of an inline notification: `=<sequence> <payload>`. The per-process sequence number
+/// keeps identical payloads sent in one statement (one transaction) distinct, which PostgreSQL
+/// would otherwise fold into one notification.
 const INLINE: char = '=';
 /// Marker of a stored payload; the rest of the notification is its `bus_payloads` id.
 const STORED: char = '@';
+/// Most payloads sent by one statement.
+const BATCH: usize = 256;
 /// How long a stored payload is kept: listeners fetch it within milliseconds of the notification.
 const KEEP_STORED: Duration = Duration::from_secs(300);
 /// How often each listener deletes stored payloads older than [`KEEP_STORED`].
@@ -34,37 +39,23 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct PgBroadcast {
     pool: PgPool,
-    /// Serialises this process's publishes so that they are queued in publish order.
-    publishing: Mutex<()>,
+    queue: mpsc::UnboundedSender<String>,
 }
 
 impl PgBroadcast {
+    /// Starts the publishing task (it ends when this value is dropped).
     pub fn new(pool: PgPool) -> Self {
-        PgBroadcast { pool, publishing: Mutex::new(()) }
+        let (queue, pending) = mpsc::unbounded_channel();
+        tokio::spawn(run_publisher(pool.clone(), pending));
+        PgBroadcast { pool, queue }
     }
 }
 
 #[async_trait]
 impl Broadcast for PgBroadcast {
-    async fn publish(&self, payload: &str) -> StorageResult<()> {
-        let _turn = self.publishing.lock().await;
-        if payload.len() <= MAX_INLINE {
-            let message = format!("{INLINE}{payload}");
-            sqlx::query!("SELECT pg_notify($1, $2)", CHANNEL, message).execute(&self.pool).await?;
-        } else {
-            // Stored and announced in one statement (one transaction): the row is visible to
-            // every listener by the time the notification is delivered.
-            sqlx::query!(
-                "WITH stored AS (INSERT INTO bus_payloads (payload) VALUES ($2) RETURNING id)
-                 SELECT pg_notify($1, $3 || id::text) FROM stored",
-                CHANNEL,
-                payload,
-                STORED.to_string(),
-            )
-            .execute(&self.pool)
-            .await?;
-        }
-        Ok(())
+    fn publish(&self, payload: String) {
+        // The task only stops once `self.queue` is dropped, so this cannot fail while `self` lives.
+        let _ = self.queue.send(payload);
     }
 
     async fn subscribe(&self) -> StorageResult<mpsc::Receiver<String>> {
@@ -73,6 +64,56 @@ impl Broadcast for PgBroadcast {
         tokio::spawn(run_listener(self.pool.clone(), listener, tx));
         Ok(rx)
     }
+}
+
+/// Sends queued payloads in order until the queue is dropped. A failed send is logged; the
+/// payloads it carried do not reach the other processes (this process's own connections have
+/// them already).
+async fn run_publisher(pool: PgPool, mut pending: mpsc::UnboundedReceiver<String>) {
+    let mut sequence: u64 = 0;
+    let mut batch = Vec::with_capacity(BATCH);
+    while pending.recv_many(&mut batch, BATCH).await > 0 {
+        if let Err(err) = send(&pool, &batch, &mut sequence).await {
+            tracing::error!(error = %err, events = batch.len(), "event bus: cannot broadcast to the other processes");
+        }
+        batch.clear();
+    }
+}
+
+/// Sends `batch` in order: runs of inline payloads in one statement each, a large payload stored
+/// and announced by one statement (one transaction, so the row is visible to every listener by
+/// the time the notification arrives).
+async fn send(pool: &PgPool, batch: &[String], sequence: &mut u64) -> StorageResult<()> {
+    let mut inline = Vec::new();
+    for payload in batch {
+        if payload.len() <= MAX_INLINE {
+            *sequence += 1;
+            inline.push(format!("{INLINE}{sequence} {payload}"));
+            continue;
+        }
+        notify_inline(pool, &mut inline).await?;
+        sqlx::query!(
+            "WITH stored AS (INSERT INTO bus_payloads (payload) VALUES ($2) RETURNING id)
+             SELECT pg_notify($1, $3 || id::text) FROM stored",
+            CHANNEL,
+            payload,
+            STORED.to_string(),
+        )
+        .execute(pool)
+        .await?;
+    }
+    notify_inline(pool, &mut inline).await
+}
+
+/// Notifies `messages` in array order (a function scan yields rows in order) and empties it.
+async fn notify_inline(pool: &PgPool, messages: &mut Vec<String>) -> StorageResult<()> {
+    if !messages.is_empty() {
+        sqlx::query!("SELECT pg_notify($1, message) FROM UNNEST($2::text[]) AS message", CHANNEL, &messages[..])
+            .execute(pool)
+            .await?;
+        messages.clear();
+    }
+    Ok(())
 }
 
 async fn listen(pool: &PgPool) -> StorageResult<PgListener> {
@@ -135,7 +176,7 @@ async fn run_listener(pool: PgPool, mut listener: PgListener, tx: mpsc::Sender<S
 /// The payload a notification carries: inline, or fetched from `bus_payloads`. `None` when the
 /// stored row is gone.
 async fn resolve(pool: &PgPool, notification: &str) -> StorageResult<Option<String>> {
-    if let Some(payload) = notification.strip_prefix(INLINE) {
+    if let Some((_sequence, payload)) = notification.strip_prefix(INLINE).and_then(|rest| rest.split_once(' ')) {
         return Ok(Some(payload.to_owned()));
     }
     let id: i64 = notification.strip_prefix(STORED).and_then(|id| id.parse().ok()).ok_or_else(|| {
