@@ -63,3 +63,8 @@ bench-api: require-pg
 bench-media *ARGS: require-s3s
     cargo build --release -p decentcom --bin decentcom
     cargo run --release -p decentcom --example bench_media -- {{ARGS}}
+
+# Scale-out: nginx in front of 1 and then 2 server processes (one PostgreSQL, one s3s-fs bucket),
+# a mixed read/post workload from wrk; prints req/s and p99 for each and their ratio.
+bench-scale: require-pg require-s3s
+    DATABASE_URL="{{pg_url}}" scripts/bench-scale.sh
