@@ -117,7 +117,9 @@ LUA
 # Prints "req/s p50 p99 errors" from wrk --latency output.
 wrk_figures() {
     awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
-         /Non-2xx/ {errors+=$NF} /Socket errors/ {errors+=1} END {print rps, p50, p99, errors+0}'
+         /Non-2xx/ {errors+=$NF}
+         /Socket errors/ {for (i = 3; i <= NF; i++) {gsub(",", "", $i); if ($i ~ /^[0-9]+$/) errors+=$i}}
+         END {print rps, p50, p99, errors+0}'
 }
 
 start_process a
