@@ -8,7 +8,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
-
 use tokio_util::sync::CancellationToken;
 
 use crate::storage::{Broadcast, ChannelId, SessionId, StorageResult, UserId};
