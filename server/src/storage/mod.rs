@@ -335,8 +335,6 @@ pub trait Storage:
 /// a process that is disconnected when something is published does not receive it.
 #[async_trait]
 pub trait Broadcast: Send + Sync {
-    /// May return once the payload is queued, before it is sent; a failure to send it is then
-    /// logged rather than returned.
     async fn publish(&self, payload: &str) -> StorageResult<()>;
     /// Starts listening before it returns; everything published from then on arrives on the
     /// receiver. Listening stops when the receiver is dropped.

@@ -2,18 +2,16 @@
 //! what any of them publishes, with no other broker.
 //!
 //! A NOTIFY payload must stay under 8000 bytes. A larger payload is stored in `bus_payloads` and
-//! only a reference to its row is notified; listeners fetch the row. One publisher task per
-//! process sends them, one statement at a time (inline payloads that queued up together share
-//! one statement), so notifications are queued in publish order and PostgreSQL delivers them to
-//! every listener in that order.
+//! only a reference to its row is notified; listeners fetch the row. Both kinds are published
+//! by one statement each, one at a time per process, so notifications are queued in publish
+//! order and PostgreSQL delivers them to every listener in that order.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 
 use crate::storage::{Broadcast, StorageError, StorageResult};
 
@@ -29,10 +27,6 @@ const STORED: char = '@';
 const KEEP_STORED: Duration = Duration::from_secs(300);
 /// How often each listener deletes stored payloads older than [`KEEP_STORED`].
 const PURGE_EVERY: Duration = Duration::from_secs(60);
-/// Payloads waiting for the publisher task before `publish` waits for room.
-const PUBLISH_QUEUE: usize = 4096;
-/// Most payloads the publisher task takes from its queue at once.
-const MAX_BATCH: usize = 256;
 /// Wait between attempts to re-establish a lost listen connection.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
@@ -40,31 +34,37 @@ const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct PgBroadcast {
     pool: PgPool,
-    /// The queue of the publisher task (started by the first publish), in publish order.
-    queue: OnceLock<mpsc::Sender<String>>,
+    /// Serialises this process's publishes so that they are queued in publish order.
+    publishing: Mutex<()>,
 }
 
 impl PgBroadcast {
     pub fn new(pool: PgPool) -> Self {
-        PgBroadcast { pool, queue: OnceLock::new() }
+        PgBroadcast { pool, publishing: Mutex::new(()) }
     }
 }
 
 #[async_trait]
 impl Broadcast for PgBroadcast {
-    /// Queues the payload for this process's publisher task, which sends what has queued up
-    /// meanwhile in one statement: a request that publishes does not wait for PostgreSQL, and
-    /// under load one NOTIFY round trip carries many events. Failures are logged by the task.
     async fn publish(&self, payload: &str) -> StorageResult<()> {
-        let queue = self.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
-            tokio::spawn(run_publisher(self.pool.clone(), rx));
-            tx
-        });
-        queue
-            .send(payload.to_owned())
-            .await
-            .map_err(|_| StorageError::Backend(sqlx::Error::Protocol("event bus publisher stopped".to_owned())))
+        let _turn = self.publishing.lock().await;
+        if payload.len() <= MAX_INLINE {
+            let message = format!("{INLINE}{payload}");
+            sqlx::query!("SELECT pg_notify($1, $2)", CHANNEL, message).execute(&self.pool).await?;
+        } else {
+            // Stored and announced in one statement (one transaction): the row is visible to
+            // every listener by the time the notification is delivered.
+            sqlx::query!(
+                "WITH stored AS (INSERT INTO bus_payloads (payload) VALUES ($2) RETURNING id)
+                 SELECT pg_notify($1, $3 || id::text) FROM stored",
+                CHANNEL,
+                payload,
+                STORED.to_string(),
+            )
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
     }
 
     async fn subscribe(&self) -> StorageResult<mpsc::Receiver<String>> {
@@ -73,63 +73,6 @@ impl Broadcast for PgBroadcast {
         tokio::spawn(run_listener(self.pool.clone(), listener, tx));
         Ok(rx)
     }
-}
-
-/// Sends queued payloads in publish order until every sender is gone: each batch of inline
-/// payloads in one statement, a stored payload in a statement of its own.
-async fn run_publisher(pool: PgPool, mut queue: mpsc::Receiver<String>) {
-    let mut batch = Vec::new();
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        if let Err(err) = send(&pool, &batch).await {
-            tracing::error!(error = %err, "event bus: cannot broadcast to the other processes");
-        }
-        batch.clear();
-    }
-}
-
-/// Notifies `payloads` in order. PostgreSQL folds identical notifications of one transaction
-/// into one, so a payload equal to one already in the pending statement starts a new statement.
-async fn send(pool: &PgPool, payloads: &[String]) -> StorageResult<()> {
-    let mut inline: Vec<String> = Vec::new();
-    for payload in payloads {
-        let message = format!("{INLINE}{payload}");
-        if payload.len() > MAX_INLINE || inline.contains(&message) {
-            notify_inline(pool, &mut inline).await?;
-        }
-        if payload.len() <= MAX_INLINE {
-            inline.push(message);
-            continue;
-        }
-        // Stored and announced in one statement (one transaction): the row is visible to every
-        // listener by the time the notification is delivered.
-        sqlx::query!(
-            "WITH stored AS (INSERT INTO bus_payloads (payload) VALUES ($2) RETURNING id)
-             SELECT pg_notify($1, $3 || id::text) FROM stored",
-            CHANNEL,
-            payload,
-            STORED.to_string(),
-        )
-        .execute(pool)
-        .await?;
-    }
-    notify_inline(pool, &mut inline).await
-}
-
-/// Notifies the pending inline messages in one statement, in order, and empties the list.
-async fn notify_inline(pool: &PgPool, messages: &mut Vec<String>) -> StorageResult<()> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    // The function scan yields the array in order and the ORDER BY keeps the calls in that order.
-    sqlx::query!(
-        "SELECT pg_notify($1, m.message) FROM unnest($2::text[]) WITH ORDINALITY AS m(message, n) ORDER BY m.n",
-        CHANNEL,
-        &messages[..]
-    )
-    .execute(pool)
-    .await?;
-    messages.clear();
-    Ok(())
 }
 
 async fn listen(pool: &PgPool) -> StorageResult<PgListener> {
