@@ -70,7 +70,7 @@ run_backend() {
         scratch_db api
         env+=(DECENTCOM_STORAGE__BACKEND=postgres DECENTCOM_STORAGE__DATABASE_URL="$SCRATCH_URL")
     fi
-    (cd "$dir" && env "${env[@]}" "$root/$bin" serve >"$dir/server.log" 2>&1) &
+    (cd "$dir" && exec env "${env[@]}" "$root/$bin" serve >"$dir/server.log" 2>&1) &
     server_pid=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
     read -r token channel < <("$login" "http://127.0.0.1:$port")

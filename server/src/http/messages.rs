@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::common::{bad_request, check_message_content, conflict, forbidden, message_in_channel, text_channel};
+use super::common::{bad_request, check_message_content, conflict, forbidden, message_in_channel};
 use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::events::Audience;
@@ -103,8 +103,7 @@ pub async fn create_message(
     Path(channel_id): Path<ChannelId>,
     extract::Json(body): extract::Json<CreateMessage>,
 ) -> ApiResult<Json<dto::Message>> {
-    text_channel(&state, channel_id).await?;
-    member.require_in_channel(&state, channel_id, Permissions::SEND_MESSAGES, "send_messages").await?;
+    member.require_in_text_channel(&state, channel_id, Permissions::SEND_MESSAGES, "send_messages").await?;
     member.require_writable()?;
     let attachment_ids = body.attachment_ids.unwrap_or_default();
     check_message_content(&state, &body.content, !attachment_ids.is_empty())?;
@@ -133,8 +132,7 @@ pub async fn list_messages(
     Query(query): Query<PageQuery>,
 ) -> ApiResult<Json<dto::MessagePage>> {
     let (cursor, limit) = query.page()?;
-    text_channel(&state, channel_id).await?;
-    member.require_in_channel(&state, channel_id, Permissions::READ_MESSAGES, "read_messages").await?;
+    member.require_in_text_channel(&state, channel_id, Permissions::READ_MESSAGES, "read_messages").await?;
     let page =
         state.storage.list_messages(MessageScope::Channel(channel_id), cursor, limit, Some(member.user_id())).await?;
     Ok(Json(page.into()))
@@ -149,8 +147,7 @@ pub async fn get_message(
     member: AuthedMember,
     Path((channel_id, message_id)): Path<(ChannelId, MessageId)>,
 ) -> ApiResult<Json<dto::Message>> {
-    text_channel(&state, channel_id).await?;
-    member.require_in_channel(&state, channel_id, Permissions::READ_MESSAGES, "read_messages").await?;
+    member.require_in_text_channel(&state, channel_id, Permissions::READ_MESSAGES, "read_messages").await?;
     let message = message_in_channel(&state, channel_id, message_id, Some(member.user_id())).await?;
     Ok(Json(message.into()))
 }
@@ -168,8 +165,7 @@ pub async fn edit_message(
     Path((channel_id, message_id)): Path<(ChannelId, MessageId)>,
     extract::Json(body): extract::Json<EditMessage>,
 ) -> ApiResult<Json<dto::Message>> {
-    text_channel(&state, channel_id).await?;
-    let bits = member.require_in_channel(&state, channel_id, Permissions::SEND_MESSAGES, "send_messages").await?;
+    let bits = member.require_in_text_channel(&state, channel_id, Permissions::SEND_MESSAGES, "send_messages").await?;
     member.require_writable()?;
     let message = message_in_channel(&state, channel_id, message_id, None).await?;
     if message.author_id != member.user_id() && !crate::permissions::has(bits, Permissions::MANAGE_MESSAGES) {
@@ -205,8 +201,7 @@ pub async fn delete_message(
     member: AuthedMember,
     Path((channel_id, message_id)): Path<(ChannelId, MessageId)>,
 ) -> ApiResult<StatusCode> {
-    text_channel(&state, channel_id).await?;
-    let bits = member.require_in_channel(&state, channel_id, Permissions::SEND_MESSAGES, "send_messages").await?;
+    let bits = member.require_in_text_channel(&state, channel_id, Permissions::SEND_MESSAGES, "send_messages").await?;
     member.require_writable()?;
     let message = message_in_channel(&state, channel_id, message_id, None).await?;
     if message.author_id != member.user_id() && !crate::permissions::has(bits, Permissions::MANAGE_MESSAGES) {

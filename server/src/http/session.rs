@@ -10,7 +10,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use crate::auth::hash_token;
 use crate::permissions::MemberAccess;
-use crate::storage::{ChannelId, Member, Permissions, RoleId, Session, Timestamp, UserId};
+use crate::storage::{ChannelId, Member, MemberAuth, Override, Permissions, RoleId, Session, Timestamp, UserId};
 
 fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, message)
@@ -20,6 +20,11 @@ fn unauthorized(message: &str) -> ApiError {
 pub async fn session_for_token(state: &AppState, token: &str) -> ApiResult<Session> {
     let session =
         state.storage.get_session(&hash_token(token)).await?.ok_or_else(|| unauthorized("invalid session token"))?;
+    live(state, session).await
+}
+
+/// The session if it has not expired; an expired one is deleted and answers 401.
+async fn live(state: &AppState, session: Session) -> ApiResult<Session> {
     if session.expires_at <= Timestamp::now() {
         state.storage.delete_session(session.id).await?;
         return Err(unauthorized("session token expired"));
@@ -95,6 +100,37 @@ impl AuthedMember {
         Ok(self.access.in_channel(&overrides, position))
     }
 
+    /// The member's permissions in a text channel, loaded with the channel in one storage call;
+    /// 404 `channel not found` for an unknown or DM channel.
+    pub async fn in_text_channel(&self, state: &AppState, channel: ChannelId) -> ApiResult<Permissions> {
+        let access =
+            state.storage.get_channel_access(channel).await?.ok_or_else(|| ApiError::not_found("channel not found"))?;
+        if self.access.is_admin() {
+            return Ok(crate::permissions::ALL);
+        }
+        let overrides: Vec<Override> = access.overrides.iter().map(|(o, _)| o.clone()).collect();
+        let position = |id: RoleId| access.overrides.iter().find(|(o, _)| o.role_id == id).map(|(_, p)| *p);
+        Ok(self.access.in_channel(&overrides, position))
+    }
+
+    /// 404 `channel not found` unless `channel` is a text channel, then 403 `missing <name>
+    /// permission` unless the member's permissions in it hold `p`: the checks of
+    /// `common::text_channel` and [`Self::require_in_channel`] in one storage call.
+    pub async fn require_in_text_channel(
+        &self,
+        state: &AppState,
+        channel: ChannelId,
+        p: Permissions,
+        name: &str,
+    ) -> ApiResult<Permissions> {
+        let bits = self.in_text_channel(state, channel).await?;
+        if crate::permissions::has(bits, p) {
+            Ok(bits)
+        } else {
+            Err(ApiError::new(StatusCode::FORBIDDEN, format!("missing {name} permission")))
+        }
+    }
+
     /// 403 `missing <name> permission` unless the channel-effective permissions hold `p`.
     pub async fn require_in_channel(
         &self,
@@ -115,15 +151,20 @@ impl AuthedMember {
 impl FromRequestParts<AppState> for AuthedMember {
     type Rejection = ApiError;
 
+    /// Session, membership and roles in one storage call (one statement): the same checks, in the
+    /// same order, as [`Authed`] followed by the member and role lookups.
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let Authed(session) = Authed::from_request_parts(parts, state).await?;
-        let member = state
+        let token = bearer_token(parts)?;
+        let auth = state
             .storage
-            .get_member(session.user_id)
+            .get_session_auth(&hash_token(token))
             .await?
-            .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "membership required"))?;
-        let access = member_access(state, session.user_id).await?;
-        Ok(AuthedMember { session, member, access })
+            .ok_or_else(|| unauthorized("invalid session token"))?;
+        let session = live(state, auth.session).await?;
+        let MemberAuth { member, roles, everyone } =
+            auth.member.ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "membership required"))?;
+        let everyone = everyone.ok_or_else(ApiError::internal)?;
+        Ok(AuthedMember { session, member, access: MemberAccess::new(&everyone, roles) })
     }
 }
 

@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 
 use super::{
-    Attachment, ChannelId, ContentHash, Member, Message, MessageId, PublicKey, ReactionSummary, RoleId, RoleRef,
-    ThreadId, ThreadSummary, Timestamp, User, UserId,
+    Attachment, Channel, ChannelAccess, ChannelId, ContentHash, DeviceKeyId, Member, MemberAuth, Message, MessageId,
+    Override, Permissions, PublicKey, ReactionSummary, Role, RoleId, RoleRef, Session, SessionAuth, SessionId,
+    ThreadId, ThreadSummary, Timestamp, TokenHash, User, UserId,
 };
 
 /// A message before its attachments, reactions and thread summary are attached.
@@ -139,4 +140,134 @@ pub fn members(rows: Vec<MemberRow>, roles: Vec<MemberRoleRow>) -> Vec<Member> {
             },
         })
         .collect()
+}
+
+/// A message just inserted: no edit, no reactions, no thread hanging off it yet (the row is not
+/// visible to anyone else before its transaction commits), and the attachments it was linked to.
+pub fn new_message(
+    id: MessageId,
+    channel_id: ChannelId,
+    author_id: UserId,
+    thread_id: Option<ThreadId>,
+    content: String,
+    created_at: Timestamp,
+    mut attachments: Vec<Attachment>,
+) -> Message {
+    attachments.sort_by_key(|a| a.id);
+    Message {
+        id,
+        channel_id,
+        author_id,
+        content,
+        created_at,
+        edited_at: None,
+        deleted: false,
+        thread_id,
+        attachments,
+        reactions: Vec::new(),
+        thread: None,
+    }
+}
+
+/// One row of the authentication statement: the session with its user and membership, repeated
+/// for each role of interest (every role held, and @everyone whether held or not). A non-member
+/// has one row without a role.
+pub struct SessionAuthRow {
+    pub session_id: SessionId,
+    pub token_hash: TokenHash,
+    pub user_id: UserId,
+    pub device_key_id: Option<DeviceKeyId>,
+    pub device_pubkey: Option<PublicKey>,
+    pub is_read_only: bool,
+    pub session_created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub pubkey: PublicKey,
+    pub display_name: Option<String>,
+    pub avatar_hash: Option<ContentHash>,
+    pub is_bot: bool,
+    pub user_created_at: Timestamp,
+    /// None for a non-member.
+    pub joined_at: Option<Timestamp>,
+    pub role: Option<AuthRoleRow>,
+}
+
+/// A role in [`SessionAuthRow`]; `held` is false for @everyone when its assignment is missing.
+pub struct AuthRoleRow {
+    pub role: Role,
+    pub held: bool,
+}
+
+/// The session and membership of authentication rows ordered by role position descending, then
+/// role id. None for no rows (unknown token).
+pub fn session_auth(rows: Vec<SessionAuthRow>) -> Option<SessionAuth> {
+    let mut rows = rows.into_iter();
+    let first = rows.next()?;
+    let session = Session {
+        id: first.session_id,
+        token_hash: first.token_hash,
+        user_id: first.user_id,
+        device_key_id: first.device_key_id,
+        device_pubkey: first.device_pubkey,
+        is_read_only: first.is_read_only,
+        created_at: first.session_created_at,
+        expires_at: first.expires_at,
+    };
+    let Some(joined_at) = first.joined_at else {
+        return Some(SessionAuth { session, member: None });
+    };
+    let user = User {
+        id: first.user_id,
+        pubkey: first.pubkey,
+        display_name: first.display_name,
+        avatar_hash: first.avatar_hash,
+        is_bot: first.is_bot,
+        created_at: first.user_created_at,
+    };
+    let mut roles = Vec::new();
+    let mut everyone = None;
+    for AuthRoleRow { role, held } in first.role.into_iter().chain(rows.filter_map(|row| row.role)) {
+        if role.id == RoleId::EVERYONE {
+            everyone = Some(role.clone());
+        }
+        if held {
+            roles.push(role);
+        }
+    }
+    let refs =
+        roles.iter().map(|r| RoleRef { id: r.id, name: r.name.clone(), color: r.color.clone(), position: r.position });
+    let member = Member { user, joined_at, roles: refs.collect() };
+    Some(SessionAuth { session, member: Some(MemberAuth { member, roles, everyone }) })
+}
+
+/// The OR of stored permission names (unknown names are ignored).
+pub fn permissions_from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Permissions {
+    names.into_iter().filter_map(Permissions::from_stored_name).fold(Permissions::empty(), |acc, p| acc | p)
+}
+
+/// One row of the channel access statement: the channel, repeated for each of its overrides.
+pub struct ChannelAccessRow {
+    pub channel: Channel,
+    /// None when the channel has no override.
+    pub role_id: Option<RoleId>,
+    pub allow_bits: Option<i64>,
+    pub deny_bits: Option<i64>,
+    pub role_position: Option<i64>,
+}
+
+/// The channel and its overrides from rows ordered by role id; None for no rows.
+pub fn channel_access(rows: Vec<ChannelAccessRow>) -> Option<ChannelAccess> {
+    let channel = rows.first()?.channel.clone();
+    let overrides = rows
+        .into_iter()
+        .filter_map(|r| {
+            let o = Override {
+                channel_id: channel.id,
+                role_id: r.role_id?,
+                allow: Permissions::from_bits_truncate(r.allow_bits?),
+                deny: Permissions::from_bits_truncate(r.deny_bits?),
+            };
+            Some((o, r.role_position.unwrap_or(0)))
+        })
+        .collect();
+    Some(ChannelAccess { channel, overrides })
 }

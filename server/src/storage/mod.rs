@@ -116,6 +116,9 @@ pub trait ChannelStore {
     async fn list_channels(&self) -> StorageResult<Vec<Channel>>;
     /// A text channel (None for DM channels and unknown ids).
     async fn get_channel(&self, id: ChannelId) -> StorageResult<Option<Channel>>;
+    /// In one statement: a text channel (as [`ChannelStore::get_channel`]) with its overrides and
+    /// their roles' positions. None for DM channels and unknown ids.
+    async fn get_channel_access(&self, id: ChannelId) -> StorageResult<Option<ChannelAccess>>;
     /// The kind of any channel id.
     async fn channel_kind(&self, id: ChannelId) -> StorageResult<Option<ChannelKind>>;
     /// Conflict(ChannelName). The category is reused or created by name.
@@ -240,6 +243,10 @@ pub trait SessionStore {
     async fn create_session(&self, new: NewSession) -> StorageResult<Session>;
     /// The session whatever its expiry (the caller decides and deletes).
     async fn get_session(&self, token_hash: &TokenHash) -> StorageResult<Option<Session>>;
+    /// In one statement: the session whatever its expiry (as [`SessionStore::get_session`]) and,
+    /// when its user is a member, the member (as [`MemberStore::get_member`]), the roles it holds
+    /// (as [`RoleStore::member_roles`]) and @everyone. None for an unknown token.
+    async fn get_session_auth(&self, token_hash: &TokenHash) -> StorageResult<Option<SessionAuth>>;
     async fn delete_session(&self, id: SessionId) -> StorageResult<bool>;
     /// Deletes every session of the user; returns their ids.
     async fn delete_user_sessions(&self, user: UserId) -> StorageResult<Vec<SessionId>>;

@@ -498,6 +498,40 @@ pub struct Session {
     pub expires_at: Timestamp,
 }
 
+/// A text channel with what evaluating a member's permissions in it needs, loaded by
+/// [`ChannelStore::get_channel_access`] in one statement.
+///
+/// [`ChannelStore::get_channel_access`]: super::ChannelStore::get_channel_access
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelAccess {
+    pub channel: Channel,
+    /// As [`super::RoleStore::list_overrides`] returns them (by role id), each with its role's
+    /// position.
+    pub overrides: Vec<(Override, i64)>,
+}
+
+/// What authenticating a request needs, loaded by [`SessionStore::get_session_auth`] in one
+/// statement: the session and, when its user is a member, the member with its roles.
+///
+/// [`SessionStore::get_session_auth`]: super::SessionStore::get_session_auth
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionAuth {
+    pub session: Session,
+    /// None when the session's user is not a member.
+    pub member: Option<MemberAuth>,
+}
+
+/// A member as loaded for authentication, with what permission evaluation needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberAuth {
+    /// As [`super::MemberStore::get_member`] returns it.
+    pub member: Member,
+    /// The roles held, with permissions, as [`super::RoleStore::member_roles`] returns them.
+    pub roles: Vec<Role>,
+    /// The @everyone role, held or not (None only if its row were missing).
+    pub everyone: Option<Role>,
+}
+
 bitflags! {
     /// Device certificate permissions (api.md §2.5).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

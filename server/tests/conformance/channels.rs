@@ -215,3 +215,51 @@ pub async fn delete_category_not_found_in_use_and_unused(s: &dyn Storage) {
     assert_eq!(names(s.list_categories().await.unwrap()), vec!["Other"]);
     expect_not_found(s.delete_category("Voice 🔊").await, Entity::Category);
 }
+
+pub async fn get_channel_access_loads_channel_and_positioned_overrides(s: &dyn Storage) {
+    let a = admin(s).await;
+    let b = member(s).await;
+    let new =
+        NewChannel { name: "rules".into(), topic: Some("read me".into()), category: Some("info".into()), position: 3 };
+    let ch = s.create_channel(new).await.unwrap();
+    let other = channel(s, "other").await;
+    let access = s.get_channel_access(ch.id).await.unwrap().expect("a text channel");
+    assert_eq!(access, ChannelAccess { channel: ch.clone(), overrides: vec![] });
+
+    let mods = s
+        .create_role(NewRole { name: "mods".into(), color: None, permissions: Permissions::empty(), position: 7 })
+        .await
+        .unwrap();
+    let on_mods = Override {
+        channel_id: ch.id,
+        role_id: mods.id,
+        allow: Permissions::MANAGE_MESSAGES,
+        deny: Permissions::empty(),
+    };
+    let on_everyone = Override {
+        channel_id: ch.id,
+        role_id: RoleId::EVERYONE,
+        allow: Permissions::empty(),
+        deny: Permissions::SEND_MESSAGES,
+    };
+    s.put_override(on_mods.clone()).await.unwrap();
+    s.put_override(on_everyone.clone()).await.unwrap();
+    s.put_override(Override { channel_id: other.id, ..on_mods.clone() }).await.unwrap();
+    let access = s.get_channel_access(ch.id).await.unwrap().unwrap();
+    assert_eq!(access.channel, ch);
+    assert_eq!(access.overrides, vec![(on_everyone.clone(), 0), (on_mods, 7)], "by role id, with positions");
+    assert_eq!(
+        access.overrides.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>(),
+        s.list_overrides(ch.id).await.unwrap()
+    );
+
+    let patch = RolePatch { name: None, color: None, permissions: None, position: Some(12) };
+    s.update_role(mods.id, patch).await.unwrap();
+    assert_eq!(s.get_channel_access(ch.id).await.unwrap().unwrap().overrides[1].1, 12, "a new position at once");
+    assert!(s.delete_role(mods.id).await.unwrap());
+    assert_eq!(s.get_channel_access(ch.id).await.unwrap().unwrap().overrides, vec![(on_everyone, 0)]);
+
+    let dm = s.open_dm(a.id, b.id).await.unwrap().dm;
+    assert_eq!(s.get_channel_access(dm.channel_id).await.unwrap(), None, "DM channels are not text channels");
+    assert_eq!(s.get_channel_access(ChannelId(9_999)).await.unwrap(), None);
+}

@@ -118,6 +118,7 @@ conformance_suite! {
         duplicate_channel_name_is_channel_name_conflict,
         list_channels_by_position_then_id_excludes_dms,
         get_channel_is_none_for_dm_and_unknown_ids,
+        get_channel_access_loads_channel_and_positioned_overrides,
         update_channel_patches_clears_and_conflicts,
         delete_channel_cascades_to_messages_threads_attachments_and_overrides,
         ensure_default_channel_creates_only_when_no_text_channel_exists,
@@ -127,6 +128,7 @@ conformance_suite! {
     messages {
         create_and_get_message_round_trip_unicode,
         create_message_in_unknown_channel_or_thread_is_not_found,
+        create_message_returns_what_get_message_loads,
         get_message_unknown_is_none,
         edit_message_sets_content_and_edited_at,
         edit_message_errors_unknown_and_deleted,
@@ -203,6 +205,9 @@ conformance_suite! {
         purge_expired_sessions_deletes_only_expired,
         session_with_device_key_carries_device_pubkey,
         concurrent_takes_return_a_challenge_once,
+        session_auth_loads_session_member_and_roles_in_one_call,
+        session_auth_sees_every_change_at_once,
+        session_auth_with_device_key_carries_device_pubkey,
     }
     media {
         put_media_round_trips_and_first_uploader_wins,

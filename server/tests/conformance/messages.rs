@@ -337,3 +337,37 @@ pub async fn list_messages_carries_attachments_reactions_and_thread_summary(s: &
         );
     }
 }
+
+/// create_message builds its answer from what it wrote; it must equal a fresh load.
+pub async fn create_message_returns_what_get_message_loads(s: &dyn Storage) {
+    let a = admin(s).await;
+    let b = member(s).await;
+    let ch = channel(s, "general").await;
+    let other = channel(s, "other").await;
+    let plain = post(s, ch.id, b.id, "plain").await;
+    assert_eq!(s.get_message(plain.id, Some(b.id)).await.unwrap(), Some(plain.clone()));
+
+    let files = [upload(s, ch.id, b.id, 1).await, upload(s, ch.id, b.id, 2).await, upload(s, ch.id, b.id, 3).await];
+    let with_files = post_with(s, ch.id, b.id, "files", vec![files[2].id, files[0].id, files[1].id]).await.unwrap();
+    assert_eq!(
+        with_files.attachments.iter().map(|f| f.id).collect::<Vec<_>>(),
+        vec![files[0].id, files[1].id, files[2].id]
+    );
+    assert_eq!(s.get_message(with_files.id, None).await.unwrap(), Some(with_files.clone()));
+
+    // A reply given another channel id lands in its thread's channel.
+    let t = thread(s, plain.id, a.id).await;
+    let file = upload(s, ch.id, a.id, 4).await;
+    let replied = s
+        .create_message(NewMessage {
+            channel_id: other.id,
+            thread_id: Some(t.id),
+            author_id: a.id,
+            content: "reply".into(),
+            attachment_ids: vec![file.id],
+        })
+        .await
+        .unwrap();
+    assert_eq!((replied.channel_id, replied.thread_id), (ch.id, Some(t.id)));
+    assert_eq!(s.get_message(replied.id, Some(a.id)).await.unwrap(), Some(replied));
+}

@@ -184,3 +184,111 @@ pub async fn concurrent_takes_return_a_challenge_once(s: &dyn Storage) {
     assert_eq!(taken.len(), 1, "single use even under concurrency");
     assert_eq!(taken[0].nonce, Nonce([0x5a; 32]));
 }
+
+/// What `get_session_auth` must equal: the separate loads it replaces.
+async fn separately(s: &dyn Storage, token: &TokenHash) -> Option<SessionAuth> {
+    let session = s.get_session(token).await.unwrap()?;
+    let member = match s.get_member(session.user_id).await.unwrap() {
+        Some(member) => Some(MemberAuth {
+            member,
+            roles: s.member_roles(session.user_id).await.unwrap(),
+            everyone: s.get_role(RoleId::EVERYONE).await.unwrap(),
+        }),
+        None => None,
+    };
+    Some(SessionAuth { session, member })
+}
+
+pub async fn session_auth_loads_session_member_and_roles_in_one_call(s: &dyn Storage) {
+    let a = admin(s).await;
+    let b = member(s).await;
+    let c = outsider(s).await;
+    let mods =
+        s.create_role(new_role("mods", 10, Permissions::MANAGE_MESSAGES | Permissions::KICK_MEMBERS)).await.unwrap();
+    let helpers = s.create_role(new_role("helpers", 10, Permissions::empty())).await.unwrap();
+    s.assign_role(b.id, helpers.id).await.unwrap();
+    s.assign_role(b.id, mods.id).await.unwrap();
+    let sa = session(s, 1, a.id).await;
+    let sb = session(s, 2, b.id).await;
+    let sc = session(s, 3, c.id).await;
+    let expired = s.create_session(new_session(4, b.id, ts("2000-01-01T00:00:00.000001Z"))).await.unwrap();
+
+    let admin_auth = s.get_session_auth(&sa.token_hash).await.unwrap().expect("admin session");
+    assert_eq!(admin_auth.session, sa);
+    let admin_member = admin_auth.member.clone().expect("the admin is a member");
+    assert_eq!(admin_member.member.roles, vec![admin_ref(), everyone_ref()]);
+    assert_eq!(role_ids_of(&admin_member.roles), vec![RoleId::ADMIN, RoleId::EVERYONE]);
+    assert_eq!(admin_member.everyone.as_ref().map(|r| r.permissions), Some(everyone_permissions()));
+    assert_eq!(Some(admin_auth), separately(s, &sa.token_hash).await);
+
+    // Equal positions order by id; permissions come with each role.
+    let member_auth = s.get_session_auth(&sb.token_hash).await.unwrap().expect("member session");
+    let held = member_auth.member.clone().expect("b is a member");
+    assert_eq!(held.member.user, b);
+    assert_eq!(role_ids_of(&held.roles), vec![mods.id, helpers.id, RoleId::EVERYONE]);
+    assert_eq!(held.roles[0].permissions, Permissions::MANAGE_MESSAGES | Permissions::KICK_MEMBERS);
+    assert_eq!(Some(member_auth), separately(s, &sb.token_hash).await);
+
+    assert_eq!(
+        s.get_session_auth(&sc.token_hash).await.unwrap(),
+        Some(SessionAuth { session: sc.clone(), member: None }),
+        "an outsider's session has no member"
+    );
+    let expired_auth = s.get_session_auth(&expired.token_hash).await.unwrap().expect("expired sessions are returned");
+    assert_eq!(expired_auth.session, expired);
+    assert_eq!(s.get_session_auth(&TokenHash([0x99; 32])).await.unwrap(), None);
+}
+
+pub async fn session_auth_sees_every_change_at_once(s: &dyn Storage) {
+    let _a = admin(s).await;
+    let b = member(s).await;
+    let sb = session(s, 2, b.id).await;
+    let mods = s.create_role(new_role("mods", 10, Permissions::MANAGE_MESSAGES)).await.unwrap();
+
+    s.assign_role(b.id, mods.id).await.unwrap();
+    let auth = s.get_session_auth(&sb.token_hash).await.unwrap().unwrap();
+    assert_eq!(role_ids_of(&auth.member.unwrap().roles), vec![mods.id, RoleId::EVERYONE]);
+
+    let patch = RolePatch { name: None, color: None, permissions: Some(Permissions::BAN_MEMBERS), position: None };
+    s.update_role(mods.id, patch).await.unwrap();
+    let auth = s.get_session_auth(&sb.token_hash).await.unwrap().unwrap();
+    assert_eq!(auth.member.unwrap().roles[0].permissions, Permissions::BAN_MEMBERS);
+
+    // Without its assignment row @everyone is not held, but still loaded.
+    s.unassign_role(b.id, RoleId::EVERYONE).await.unwrap();
+    let auth = s.get_session_auth(&sb.token_hash).await.unwrap().unwrap();
+    let held = auth.member.clone().unwrap();
+    assert_eq!(role_ids_of(&held.roles), vec![mods.id]);
+    assert_eq!(held.everyone.map(|r| r.id), Some(RoleId::EVERYONE));
+    assert_eq!(Some(auth), separately(s, &sb.token_hash).await);
+
+    assert!(s.leave(b.id).await.unwrap());
+    assert_eq!(s.get_session_auth(&sb.token_hash).await.unwrap().unwrap().member, None, "left");
+
+    s.join(b.id).await.unwrap();
+    assert!(s.kick(b.id).await.unwrap());
+    assert_eq!(s.get_session_auth(&sb.token_hash).await.unwrap(), None, "a kick ends the sessions");
+
+    let again = session(s, 3, b.id).await;
+    assert!(s.delete_session(again.id).await.unwrap());
+    assert_eq!(s.get_session_auth(&again.token_hash).await.unwrap(), None, "deleted");
+}
+
+pub async fn session_auth_with_device_key_carries_device_pubkey(s: &dyn Storage) {
+    let a = admin(s).await;
+    let device =
+        match s.register_device_key(crate::devices::new_device(PublicKey([0x05; 32]), a.id, 1_000)).await.unwrap() {
+            DeviceRegistration::Created(d) => d,
+            other => panic!("expected Created, got {other:?}"),
+        };
+    let mut new = new_session(7, a.id, ts("2031-01-01T00:00:00Z"));
+    new.device_key_id = Some(device.id);
+    let created = s.create_session(new).await.unwrap();
+    let auth = s.get_session_auth(&TokenHash([7; 32])).await.unwrap().unwrap();
+    assert_eq!(auth.session.device_pubkey, Some(PublicKey([0x05; 32])));
+    assert_eq!(auth.session, created);
+}
+
+fn role_ids_of(roles: &[Role]) -> Vec<RoleId> {
+    roles.iter().map(|r| r.id).collect()
+}

@@ -4,9 +4,10 @@ use async_trait::async_trait;
 use sqlx::postgres::PgConnection;
 
 use super::{LOCK_DEFAULT_CHANNEL, PostgresBackend, advisory_xact_lock};
+use crate::storage::assemble::{self, ChannelAccessRow};
 use crate::storage::{
-    Category, CategoryId, Channel, ChannelId, ChannelKind, ChannelPatch, ChannelStore, Conflict, Entity, NewChannel,
-    StorageError, StorageResult, Timestamp,
+    Category, CategoryId, Channel, ChannelAccess, ChannelId, ChannelKind, ChannelPatch, ChannelStore, Conflict, Entity,
+    NewChannel, RoleId, StorageError, StorageResult, Timestamp,
 };
 
 /// The id of the category `name`, created if missing (race-safe: the upsert locks the row, so a
@@ -77,6 +78,43 @@ impl ChannelStore for PostgresBackend {
     async fn get_channel(&self, id: ChannelId) -> StorageResult<Option<Channel>> {
         let mut conn = self.pool.acquire().await?;
         load_channel(&mut conn, id).await
+    }
+
+    async fn get_channel_access(&self, id: ChannelId) -> StorageResult<Option<ChannelAccess>> {
+        let rows = sqlx::query!(
+            r#"SELECT c.id AS "id!: ChannelId", c.name AS "name!", c.topic, cat.name AS "category?",
+                      c.position AS "position!", c.created_at AS "created_at!: Timestamp",
+                      c.updated_at AS "updated_at!: Timestamp", o.role_id AS "role_id?: RoleId",
+                      o.allow_bits AS "allow_bits?", o.deny_bits AS "deny_bits?", r.position AS "role_position?"
+               FROM channels c
+               LEFT JOIN categories cat ON cat.id = c.category_id
+               LEFT JOIN channel_permission_overrides o ON o.channel_id = c.id
+               LEFT JOIN roles r ON r.id = o.role_id
+               WHERE c.id = $1 AND c.kind = 'text'
+               ORDER BY o.role_id"#,
+            id.0
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let rows = rows
+            .into_iter()
+            .map(|r| ChannelAccessRow {
+                channel: Channel {
+                    id: r.id,
+                    name: r.name,
+                    topic: r.topic,
+                    category: r.category,
+                    position: r.position,
+                    created_at: r.created_at,
+                    updated_at: r.updated_at,
+                },
+                role_id: r.role_id,
+                allow_bits: r.allow_bits,
+                deny_bits: r.deny_bits,
+                role_position: r.role_position,
+            })
+            .collect();
+        Ok(assemble::channel_access(rows))
     }
 
     async fn channel_kind(&self, id: ChannelId) -> StorageResult<Option<ChannelKind>> {

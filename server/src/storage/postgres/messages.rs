@@ -5,11 +5,12 @@ use sqlx::postgres::PgConnection;
 
 use super::PostgresBackend;
 use super::load;
-use crate::storage::assemble::MessageRow;
+use crate::storage::assemble::{self, MessageRow};
 use crate::storage::search;
 use crate::storage::{
-    AttachmentId, ChannelId, Conflict, Entity, Message, MessageId, MessagePage, MessageScope, MessageStore, NewMessage,
-    PageCursor, SearchPage, SearchQuery, StorageError, StorageResult, ThreadId, Timestamp, UserId,
+    Attachment, AttachmentId, ChannelId, Conflict, ContentHash, Entity, Message, MessageId, MessagePage, MessageScope,
+    MessageStore, NewMessage, PageCursor, SearchPage, SearchQuery, StorageError, StorageResult, ThreadId, Timestamp,
+    UserId,
 };
 
 /// Most matches `total_estimate` counts.
@@ -153,6 +154,26 @@ impl MessageStore for PostgresBackend {
 
     async fn create_message(&self, new: NewMessage) -> StorageResult<Message> {
         let now = Timestamp::now();
+        if new.thread_id.is_none() && new.attachment_ids.is_empty() {
+            // The common case is one statement, so it needs no transaction: the row is inserted
+            // only if the channel exists, and the message is built from what was written (a new
+            // message has no reactions and no thread yet).
+            let id = sqlx::query_scalar!(
+                r#"INSERT INTO messages (channel_id, author_id, thread_id, content, search_text, created_at)
+                   SELECT c.id, $2, NULL, $3, $4, $5 FROM channels c WHERE c.id = $1
+                   RETURNING id AS "id: MessageId""#,
+                new.channel_id.0,
+                new.author_id.0,
+                new.content,
+                search::normalise(&new.content),
+                now.as_datetime()
+            )
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StorageError::NotFound(Entity::Channel))?;
+            return Ok(assemble::new_message(id, new.channel_id, new.author_id, None, new.content, now, Vec::new()));
+        }
+
         let mut tx = self.pool.begin().await?;
         let channel = match new.thread_id {
             Some(thread) => {
@@ -174,22 +195,30 @@ impl MessageStore for PostgresBackend {
         };
         let id = insert_message(&mut tx, channel, new.thread_id, new.author_id, &new.content, now).await?;
 
+        let mut attachments = Vec::with_capacity(new.attachment_ids.len());
         for attachment in &new.attachment_ids {
-            let linked = sqlx::query!(
-                "UPDATE attachments SET message_id = $1
-                 WHERE id = $2 AND uploader_id = $3 AND channel_id = $4
-                   AND message_id IS NULL AND deleted_at IS NULL",
+            let linked = sqlx::query_as!(
+                Attachment,
+                r#"UPDATE attachments SET message_id = $1
+                   WHERE id = $2 AND uploader_id = $3 AND channel_id = $4
+                     AND message_id IS NULL AND deleted_at IS NULL
+                   RETURNING id AS "id: AttachmentId", message_id AS "message_id: MessageId",
+                             channel_id AS "channel_id: ChannelId", uploader_id AS "uploader_id: UserId", filename,
+                             content_hash AS "content_hash: ContentHash", size_bytes AS size, mime_type, width, height,
+                             created_at AS "created_at: Timestamp""#,
                 id.0,
                 attachment.0,
                 new.author_id.0,
                 channel.0
             )
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if linked == 0 {
+            .fetch_optional(&mut *tx)
+            .await?;
+            match linked {
+                Some(linked) => attachments.push(linked),
                 // Dropping the transaction rolls everything back.
-                return Err(StorageError::Conflict(Conflict::AttachmentUnavailable(AttachmentId(attachment.0))));
+                None => {
+                    return Err(StorageError::Conflict(Conflict::AttachmentUnavailable(AttachmentId(attachment.0))));
+                }
             }
         }
 
@@ -214,9 +243,8 @@ impl MessageStore for PostgresBackend {
             .await?;
         }
 
-        let message = reload(&mut tx, id, None).await?;
         tx.commit().await?;
-        Ok(message)
+        Ok(assemble::new_message(id, channel, new.author_id, new.thread_id, new.content, now, attachments))
     }
 
     async fn get_message(&self, id: MessageId, viewer: Option<UserId>) -> StorageResult<Option<Message>> {

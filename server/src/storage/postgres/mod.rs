@@ -46,6 +46,9 @@ const LOCK_DEFAULT_CHANNEL: i64 = 0x6465_6365_6e74_0002;
 /// Namespace mixed into the per-(message, user) reaction lock key.
 const LOCK_REACTION_NS: i64 = 0x6465_6365_6e74_0003;
 
+/// A pooled connection idle at least this long is pinged before it is handed out.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// Longest wait for the first connection at startup (the pool's acquire timeout if shorter), so
 /// that an unreachable host is reported quickly.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,6 +87,18 @@ impl PostgresBackend {
         })?;
 
         let pool = PgPoolOptions::new()
+            // A ping before every checkout doubled the round trips of each storage call. Only a
+            // connection that sat idle for a while (when a server restart or a dropped link
+            // goes unnoticed) is pinged; a busy one proves itself alive with its last statement.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .max_connections(settings.max_connections)
             .min_connections(settings.min_connections)
             .acquire_timeout(settings.acquire_timeout)

@@ -3,10 +3,11 @@ use sqlx::SqliteConnection;
 
 use super::SqliteBackend;
 use super::rows::{MessageRow, hydrate_messages, json_ids, load_message};
+use crate::storage::assemble;
 use crate::storage::search;
 use crate::storage::{
-    ChannelId, Conflict, Entity, Message, MessageId, MessagePage, MessageScope, MessageStore, NewMessage, PageCursor,
-    SearchPage, SearchQuery, StorageError, StorageResult, ThreadId, Timestamp, UserId,
+    Attachment, ChannelId, Conflict, ContentHash, Entity, Message, MessageId, MessagePage, MessageScope, MessageStore,
+    NewMessage, PageCursor, SearchPage, SearchQuery, StorageError, StorageResult, ThreadId, Timestamp, UserId,
 };
 
 /// The most matches `total_estimate` counts.
@@ -75,46 +76,59 @@ impl MessageStore for SqliteBackend {
         let mut tx = self.begin_write().await?;
 
         // A reply lives in its thread's channel.
-        let channel = match new.thread_id {
-            Some(thread) => sqlx::query_scalar!(
-                r#"SELECT channel_id AS "channel_id!: ChannelId" FROM threads WHERE id = ?1"#,
-                thread
-            )
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StorageError::NotFound(Entity::Thread))?,
-            None => {
-                let exists = sqlx::query_scalar!(
-                    r#"SELECT EXISTS (SELECT 1 FROM channels WHERE id = ?1) AS "present!: bool""#,
-                    new.channel_id
+        let (channel, id) = match new.thread_id {
+            Some(thread) => {
+                let channel = sqlx::query_scalar!(
+                    r#"SELECT channel_id AS "channel_id!: ChannelId" FROM threads WHERE id = ?1"#,
+                    thread
                 )
-                .fetch_one(&mut *tx)
-                .await?;
-                if !exists {
-                    return Err(StorageError::NotFound(Entity::Channel));
-                }
-                new.channel_id
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StorageError::NotFound(Entity::Thread))?;
+                (channel, insert_message(&mut tx, channel, new.thread_id, new.author_id, &new.content, now).await?)
+            }
+            None => {
+                // Inserted only if the channel exists: one statement instead of a check and an insert.
+                let search_text = search::normalise(&new.content);
+                let id = sqlx::query_scalar!(
+                    r#"INSERT INTO messages (channel_id, author_id, thread_id, content, search_text, created_at)
+                       SELECT c.id, ?2, NULL, ?3, ?4, ?5 FROM channels c WHERE c.id = ?1
+                       RETURNING id AS "id!: MessageId""#,
+                    new.channel_id,
+                    new.author_id,
+                    new.content,
+                    search_text,
+                    now_micros
+                )
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StorageError::NotFound(Entity::Channel))?;
+                (new.channel_id, id)
             }
         };
 
-        let id = insert_message(&mut tx, channel, new.thread_id, new.author_id, &new.content, now).await?;
-
+        let mut attachments = Vec::with_capacity(new.attachment_ids.len());
         for attachment in &new.attachment_ids {
-            let linked = sqlx::query!(
-                "UPDATE attachments SET message_id = ?1
-                 WHERE id = ?2 AND uploader_id = ?3 AND channel_id = ?4
-                   AND message_id IS NULL AND deleted_at IS NULL",
+            let linked = sqlx::query_as!(
+                Attachment,
+                r#"UPDATE attachments SET message_id = ?1
+                   WHERE id = ?2 AND uploader_id = ?3 AND channel_id = ?4
+                     AND message_id IS NULL AND deleted_at IS NULL
+                   RETURNING id AS "id!: _", message_id AS "message_id?: MessageId", channel_id AS "channel_id!: ChannelId",
+                             uploader_id AS "uploader_id!: UserId", filename AS "filename!",
+                             content_hash AS "content_hash!: ContentHash", size_bytes AS "size!", mime_type AS "mime_type!",
+                             width, height, created_at AS "created_at!: Timestamp""#,
                 id,
                 attachment,
                 new.author_id,
                 channel
             )
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if linked == 0 {
+            .fetch_optional(&mut *tx)
+            .await?;
+            match linked {
+                Some(linked) => attachments.push(linked),
                 // Dropping the transaction rolls everything back.
-                return Err(StorageError::Conflict(Conflict::AttachmentUnavailable(*attachment)));
+                None => return Err(StorageError::Conflict(Conflict::AttachmentUnavailable(*attachment))),
             }
         }
 
@@ -139,10 +153,9 @@ impl MessageStore for SqliteBackend {
             .await?;
         }
 
-        let message =
-            load_message(&mut tx, id, Some(new.author_id)).await?.ok_or(StorageError::NotFound(Entity::Message))?;
         tx.commit().await?;
-        Ok(message)
+        // A new message has no reactions and no thread yet: it is built from what was written.
+        Ok(assemble::new_message(id, channel, new.author_id, new.thread_id, new.content, now, attachments))
     }
 
     async fn get_message(&self, id: MessageId, viewer: Option<UserId>) -> StorageResult<Option<Message>> {

@@ -95,6 +95,9 @@ impl SqliteBackend {
             .busy_timeout(Duration::from_secs(5))
             .synchronous(SqliteSynchronous::Normal);
         let pool = SqlitePoolOptions::new()
+            // An in-process connection does not drop like a network link: no ping (one more trip
+            // to the connection's worker thread) before every checkout.
+            .test_before_acquire(false)
             .max_connections(settings.max_connections.max(1))
             .min_connections(settings.min_connections)
             .acquire_timeout(settings.acquire_timeout)
