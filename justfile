@@ -63,3 +63,12 @@ bench-api: require-pg
 bench-media *ARGS: require-s3s
     cargo build --release -p decentcom --bin decentcom
     cargo run --release -p decentcom --example bench_media -- {{ARGS}}
+
+# decentcom migrate against pgloader: generates a synthetic community (1M messages, 10k users) as a
+# SQLite file, times `decentcom migrate` both ways (verification included) and pgloader loading the
+# same file into PostgreSQL; prints rows/s and the ratio (target ≥ 1.5× pgloader). Installs
+# pgloader with apt when missing.
+bench-migrate *ARGS: require-pg
+    command -v pgloader >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgloader)
+    cargo build --release -p decentcom --bin decentcom
+    DECENTCOM_TEST_PG_URL="{{pg_url}}" cargo run --release -p decentcom --example bench_migrate -- {{ARGS}}

@@ -26,7 +26,14 @@ fn options(url: &str) -> eyre::Result<PgConnectOptions> {
 }
 
 async fn connect(url: &str) -> eyre::Result<PgConnection> {
-    let options = options(url)?;
+    connect_with(url, |options| options).await
+}
+
+async fn connect_with(
+    url: &str,
+    adjust: impl FnOnce(PgConnectOptions) -> PgConnectOptions,
+) -> eyre::Result<PgConnection> {
+    let options = adjust(options(url)?);
     match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(err)) => Err(eyre::eyre!("{} ({})", classify_connect_error(&options, err), redact_url(url))),
@@ -50,7 +57,9 @@ pub async fn open_source(url: &str) -> eyre::Result<Snapshot> {
 }
 
 pub async fn open_target(url: &str) -> eyre::Result<PgConnection> {
-    connect(url).await
+    // A committed batch need not wait for its WAL flush: a batch lost to a server crash right
+    // after its commit is copied again by --resume, which trusts only what the target holds.
+    connect_with(url, |options| options.options([("synchronous_commit", "off")])).await
 }
 
 macro_rules! count {
