@@ -63,6 +63,19 @@ fn rows_of(tables: &[(Table, Vec<Row>)], table: Table) -> &[Row] {
     &tables.iter().find(|(t, _)| *t == table).unwrap().1
 }
 
+/// The live schema of a PostgreSQL database (tables, columns, indexes, foreign keys).
+async fn pg_schema(url: &str) -> decentcom::storage::schema::SchemaSnapshot {
+    let settings = decentcom::storage::PoolSettings::from_config(&Config::default().storage);
+    let backend = decentcom::storage::postgres::PostgresBackend::open(url, &settings).await.unwrap();
+    backend.schema_snapshot().await.unwrap()
+}
+
+/// The schema this binary's migrations create.
+async fn fresh_pg_schema() -> decentcom::storage::schema::SchemaSnapshot {
+    let fresh = ScratchPg::create("migrate_fresh").await;
+    pg_schema(fresh.url()).await
+}
+
 fn max_id(tables: &[(Table, Vec<Row>)], table: Table) -> i64 {
     rows_of(tables, table)
         .iter()
@@ -96,6 +109,8 @@ async fn round_trip_sqlite_postgres_sqlite_keeps_every_column_of_every_table() {
         assert!(stdout.contains(table.name()), "the summary names {}: {stdout}", table.name());
     }
     assert_eq!(synthetic::read_postgres(pg.url()).await.unwrap(), expected);
+    // the indexes and foreign keys dropped for the load are all back, and nothing else is left
+    assert_eq!(pg_schema(pg.url()).await, fresh_pg_schema().await);
 
     let to_sqlite = config(dir.path(), "to-sqlite.toml", &back, pg.url(), "");
     expect_success(&migrate(&to_sqlite, "postgres", "sqlite", &["--quiet"]));
@@ -186,6 +201,7 @@ async fn a_run_killed_mid_table_resumes_with_nothing_missing_or_duplicated() {
         (synthetic::read_sqlite(&source).await.unwrap(), synthetic::read_postgres(pg.url()).await.unwrap());
     assert_eq!(rows_of(&target_rows, Table::Messages).len(), size.messages as usize);
     assert!(source_rows == target_rows, "every table is identical after the resumed run");
+    assert_eq!(pg_schema(pg.url()).await, fresh_pg_schema().await);
 }
 
 #[tokio::test]

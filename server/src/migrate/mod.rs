@@ -324,6 +324,26 @@ impl Db {
             .wrap_err_with(|| format!("setting the id counter of {}", table.name()))?)
     }
 
+    /// PostgreSQL target: drop secondary indexes and foreign keys for the load.
+    async fn defer_indexes(&mut self) -> Result<()> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Db::PgTarget(conn) => Ok(postgres::defer_indexes(conn).await.wrap_err("deferring the target's indexes")?),
+            _ => Ok(()),
+        }
+    }
+
+    /// PostgreSQL target: rebuild what [`Db::defer_indexes`] dropped (also after an interrupted run).
+    async fn restore_indexes(&mut self) -> Result<()> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Db::PgTarget(conn) => Ok(postgres::restore_indexes(conn)
+                .await
+                .wrap_err("rebuilding the target's indexes and foreign keys (a reference may be broken)")?),
+            _ => Ok(()),
+        }
+    }
+
     async fn finish_target(&mut self) -> Result<()> {
         Ok(on!(self, |c, m| m::finish_target(c).await).wrap_err("analysing the target")?)
     }
@@ -705,6 +725,7 @@ pub async fn run(config: &Config, options: &Options) -> Result<Outcome> {
             // Nothing but (at most) the roles the migrations seed, or the roles of an
             // interrupted run that got no further: start from scratch.
             target.clear_seeded_roles().await?;
+            target.defer_indexes().await?;
             Table::ALL.iter().map(|t| (t.name(), Start { bound: Some(Bound::start(t.key())), present: 0 })).collect()
         } else if options.resume {
             resume_points(&mut source, &mut target, page, &progress).await?
@@ -716,6 +737,8 @@ pub async fn run(config: &Config, options: &Options) -> Result<Outcome> {
             )));
         };
         let lines = copy_tables(&mut source, &mut target, &starts, &totals, options.batch_size, &progress).await?;
+        progress.note("rebuilding indexes and foreign keys");
+        target.restore_indexes().await?;
         outcome.rows_copied = lines.iter().map(|l| l.copied).sum();
         say(format!("\n{}", copy_table(&lines)));
 

@@ -707,3 +707,89 @@ pub async fn has_migrations_table(conn: &mut PgConnection) -> Result<bool, sqlx:
         .fetch_one(&mut *conn)
         .await
 }
+
+/// The bookkeeping table that holds, while a load is under way, the definitions of the secondary
+/// indexes and foreign keys dropped for it. Created and filled in the transaction that drops
+/// them, removed in the one that restores them, so an interrupted run always knows what to
+/// restore. It is not part of the schema the query macros are checked against, so the statements
+/// on it are plain text (as are the DDL statements built from catalog names and definitions,
+/// which no macro can express).
+const DEFERRED_TABLE: &str = "_decentcom_migrate_deferred";
+
+/// Drops the target's secondary indexes and foreign keys for the bulk load (unless an interrupted
+/// run already did), remembering their definitions; [`restore_indexes`] puts them back. Keeping
+/// them would make PostgreSQL maintain every index (the full-text GIN index above all) and check
+/// every reference row by row; rebuilding and validating them once at the end is much cheaper.
+pub async fn defer_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    if deferred_table_exists(conn).await? {
+        return Ok(());
+    }
+    let mut tx = conn.begin().await?;
+    let indexes = sqlx::query!(
+        r#"/* pg */ SELECT i.indexrelid::regclass::text AS "name!", pg_get_indexdef(i.indexrelid) AS "definition!"
+           FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+           WHERE c.relnamespace = current_schema()::regnamespace AND c.relname <> '_sqlx_migrations'
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+           ORDER BY 1"#
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let foreign_keys = sqlx::query!(
+        r#"/* pg */ SELECT conrelid::regclass::text AS "table!", quote_ident(conname) AS "name!",
+                  pg_get_constraintdef(oid) AS "definition!"
+           FROM pg_constraint WHERE contype = 'f' AND connamespace = current_schema()::regnamespace
+           ORDER BY conname"#
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {DEFERRED_TABLE} (seq BIGSERIAL PRIMARY KEY, restore TEXT NOT NULL)"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    // Restored in this order: indexes first, so that validating the foreign keys can use them.
+    let mut restore = Vec::new();
+    let mut drop = Vec::new();
+    for index in &indexes {
+        restore.push(index.definition.clone());
+        drop.push(format!("DROP INDEX {}", index.name));
+    }
+    for key in &foreign_keys {
+        restore.push(format!("ALTER TABLE {} ADD CONSTRAINT {} {}", key.table, key.name, key.definition));
+        drop.push(format!("ALTER TABLE {} DROP CONSTRAINT {}", key.table, key.name));
+    }
+    for statement in &restore {
+        sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {DEFERRED_TABLE} (restore) VALUES ($1)")))
+            .bind(statement)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for statement in drop {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+async fn deferred_table_exists(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(r#"/* pg */ SELECT to_regclass('_decentcom_migrate_deferred') IS NOT NULL AS "exists!""#)
+        .fetch_one(&mut *conn)
+        .await
+}
+
+/// Recreates the indexes and foreign keys [`defer_indexes`] dropped (validating every reference)
+/// and removes the bookkeeping table, in one transaction. Nothing when none were deferred.
+pub async fn restore_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    if !deferred_table_exists(conn).await? {
+        return Ok(());
+    }
+    let mut tx = conn.begin().await?;
+    let statements: Vec<(String,)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT restore FROM {DEFERRED_TABLE} ORDER BY seq")))
+            .fetch_all(&mut *tx)
+            .await?;
+    for (statement,) in statements {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {DEFERRED_TABLE}"))).execute(&mut *tx).await?;
+    tx.commit().await
+}
