@@ -385,3 +385,33 @@ async fn a_migrated_server_starts_and_answers_the_api_as_before() {
     child.wait().unwrap();
     assert_eq!(after, before);
 }
+
+#[tokio::test]
+async fn unreachable_sides_and_bad_usage_are_reported_clearly_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    synthetic::write_edge_cases(&source).await.unwrap();
+    // a port nothing listens on, and a password that must never be printed
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("postgres://someone:s3cr3t-pw@127.0.0.1:{port}/nowhere");
+    let cfg = config(dir.path(), "c.toml", &source, &url, "");
+
+    for (from, to) in [("sqlite", "postgres"), ("postgres", "sqlite")] {
+        let out = migrate(&cfg, from, to, &[]);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(code(&out), 1, "{stderr}");
+        assert!(stderr.contains(&format!("127.0.0.1:{port}")), "names the server: {stderr}");
+        assert!(!stderr.contains("s3cr3t-pw") && !stdout.contains("s3cr3t-pw"), "{stdout}{stderr}");
+    }
+
+    let missing = config(dir.path(), "m.toml", &dir.path().join("absent.db"), &url, "");
+    let out = migrate(&missing, "sqlite", "postgres", &[]);
+    assert_eq!(code(&out), 1);
+    assert!(text(&out.stderr).contains("absent.db") && text(&out.stderr).contains("does not exist"));
+    assert!(!dir.path().join("absent.db").exists(), "a missing source is never created");
+
+    let out = migrate(&cfg, "sqlite", "sqlite", &[]);
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    let out = migrate(&cfg, "sqlite", "postgres", &["--batch-size", "0"]);
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+}
