@@ -23,7 +23,7 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { messages: 1_000_000, users: 10_000, batch_size: 10_000, dir: None };
+    let mut args = Args { messages: 1_000_000, users: 10_000, batch_size: 50_000, dir: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next();

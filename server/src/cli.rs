@@ -62,7 +62,7 @@ pub struct MigrateArgs {
     #[arg(long, conflicts_with_all = ["resume", "verify_only"])]
     pub dry_run: bool,
     /// Rows written per target transaction.
-    #[arg(long, default_value_t = 10_000, value_name = "ROWS")]
+    #[arg(long, default_value_t = 50_000, value_name = "ROWS")]
     pub batch_size: usize,
     /// Continue an interrupted migration of the same source into this target.
     #[arg(long)]
