@@ -18,12 +18,12 @@ use decentcom::testing::ScratchPg;
 struct Args {
     messages: i64,
     users: i64,
-    batch_size: usize,
+    batch_size: Option<usize>,
     dir: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { messages: 1_000_000, users: 10_000, batch_size: 50_000, dir: None };
+    let mut args = Args { messages: 1_000_000, users: 10_000, batch_size: None, dir: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next();
@@ -31,7 +31,7 @@ fn parse_args() -> Args {
         match (flag.as_str(), number) {
             ("--messages", Some(v)) => args.messages = v,
             ("--users", Some(v)) => args.users = v,
-            ("--batch-size", Some(v)) => args.batch_size = v as usize,
+            ("--batch-size", Some(v)) => args.batch_size = Some(v as usize),
             ("--dir", _) if value.is_some() => args.dir = value.map(PathBuf::from),
             _ => {
                 eprintln!("usage: bench_migrate [--messages N] [--users N] [--batch-size N] [--dir DIR]");
@@ -57,15 +57,14 @@ fn write_config(dir: &Path, name: &str, sqlite: &Path, pg_url: &str) -> PathBuf 
 
 /// Runs `decentcom migrate` and returns its wall time in seconds; panics (with its output) when
 /// it fails.
-fn timed_migrate(config: &Path, from: &str, to: &str, batch_size: usize) -> f64 {
+fn timed_migrate(config: &Path, from: &str, to: &str, batch_size: Option<usize>) -> f64 {
     let began = Instant::now();
-    let out = Command::new(binary())
-        .args(["migrate", "--from", from, "--to", to, "--quiet", "--batch-size", &batch_size.to_string()])
-        .arg("--config")
-        .arg(config)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(binary());
+    cmd.args(["migrate", "--from", from, "--to", to, "--quiet"]);
+    if let Some(rows) = batch_size {
+        cmd.args(["--batch-size", &rows.to_string()]);
+    }
+    let out = cmd.arg("--config").arg(config).stdin(Stdio::null()).output().unwrap();
     let seconds = began.elapsed().as_secs_f64();
     assert!(out.status.success(), "migrate {from} → {to} failed: {}", String::from_utf8_lossy(&out.stderr));
     seconds

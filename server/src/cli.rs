@@ -61,9 +61,9 @@ pub struct MigrateArgs {
     /// Only show what would be copied (rows per table, media objects and bytes); touch nothing.
     #[arg(long, conflicts_with_all = ["resume", "verify_only"])]
     pub dry_run: bool,
-    /// Rows written per target transaction.
-    #[arg(long, default_value_t = 50_000, value_name = "ROWS")]
-    pub batch_size: usize,
+    /// Rows written per target transaction [default: 50000 into PostgreSQL, 10000 into SQLite]
+    #[arg(long, value_name = "ROWS")]
+    pub batch_size: Option<usize>,
     /// Continue an interrupted migration of the same source into this target.
     #[arg(long)]
     pub resume: bool,
@@ -138,7 +138,7 @@ fn run_migrate(args: MigrateArgs) -> ExitCode {
             from: args.from.into(),
             to: args.to.into(),
             dry_run: args.dry_run,
-            batch_size: args.batch_size,
+            batch_size: args.batch_size.unwrap_or(migrate::default_batch_size(args.to.into())),
             resume: args.resume,
             verify_only: args.verify_only,
             allow_missing_media: args.allow_missing_media,
