@@ -68,3 +68,12 @@ bench-media *ARGS: require-s3s
 # a mixed read/post workload from wrk; prints req/s and p99 for each and their ratio.
 bench-scale: require-pg require-s3s
     DATABASE_URL="{{pg_url}}" scripts/bench-scale.sh
+
+# decentcom migrate against pgloader: generates a synthetic community (1M messages, 10k users) as a
+# SQLite file, times `decentcom migrate` both ways (verification included) and pgloader loading the
+# same file into PostgreSQL; prints rows/s and the ratio (target ≥ 1.5× pgloader). Installs
+# pgloader with apt when missing.
+bench-migrate *ARGS: require-pg
+    command -v pgloader >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgloader)
+    cargo build --release -p decentcom --bin decentcom
+    DECENTCOM_TEST_PG_URL="{{pg_url}}" cargo run --release -p decentcom --example bench_migrate -- {{ARGS}}

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Backend, Config};
+use crate::migrate::{self, MigrateError};
 
 #[derive(Debug, Parser)]
 #[command(name = "decentcom", version, about = "A self-hosted, Discord-like chat server")]
@@ -22,6 +23,75 @@ pub enum Command {
     /// Print the effective configuration (defaults, file and DECENTCOM_* environment merged) as
     /// TOML, with secrets redacted.
     Config(ConfigArg),
+    /// Copy the database (and, when the two sides' media stores differ, every media blob) from
+    /// SQLite to PostgreSQL or back, then prove the copy lossless: per-table row counts and
+    /// content digests of both sides must match. The source is only read (one snapshot); the
+    /// target must be empty (or, with --resume, hold an interrupted run of the same source).
+    #[command(after_help = MIGRATE_EXIT_CODES)]
+    Migrate(MigrateArgs),
+}
+
+const MIGRATE_EXIT_CODES: &str = "\
+Both databases come from one configuration: storage.database_path is the SQLite side,
+storage.database_url the PostgreSQL side. [storage.media] is the source's media store;
+[migrate.target_media] the target's, when blobs must move (local <-> S3).
+
+Exit codes:
+  0  migrated (or verified, or dry run) with every table identical on both sides
+  1  error (unreachable database or media store, schema of the source not this version, ...)
+  2  usage or configuration error
+  3  verification failed: a table differs between source and target (named in the output)
+  4  target refused: it already holds data (and --resume is not given or not possible), or
+     its schema version is not this binary's
+  5  media blobs missing from the source store (names printed; see --allow-missing-media)";
+
+/// `decentcom migrate` options.
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// The side to copy from.
+    #[arg(long, value_enum)]
+    pub from: Side,
+    /// The side to copy to.
+    #[arg(long, value_enum)]
+    pub to: Side,
+    /// Configuration file (TOML) describing both sides. Without it, ./decentcom.toml is read if
+    /// it exists; DECENTCOM_<SECTION>__<KEY> variables override it.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Only show what would be copied (rows per table, media objects and bytes); touch nothing.
+    #[arg(long, conflicts_with_all = ["resume", "verify_only"])]
+    pub dry_run: bool,
+    /// Rows written per target transaction [default: 50000 into PostgreSQL, 10000 into SQLite]
+    #[arg(long, value_name = "ROWS")]
+    pub batch_size: Option<usize>,
+    /// Continue an interrupted migration of the same source into this target.
+    #[arg(long)]
+    pub resume: bool,
+    /// Only compare the two sides (row counts and content digests per table); write nothing.
+    #[arg(long)]
+    pub verify_only: bool,
+    /// Copy even when media blobs named by the database are missing from the source store.
+    #[arg(long)]
+    pub allow_missing_media: bool,
+    /// No progress bars and no tables: only errors (for scripts; see the exit codes).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// A database kind on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Side {
+    Sqlite,
+    Postgres,
+}
+
+impl From<Side> for Backend {
+    fn from(side: Side) -> Backend {
+        match side {
+            Side::Sqlite => Backend::Sqlite,
+            Side::Postgres => Backend::Postgres,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -57,5 +127,39 @@ fn run(cli: Cli) -> eyre::Result<ExitCode> {
             runtime.block_on(crate::http::serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Migrate(args) => Ok(run_migrate(args)),
+    }
+}
+
+fn run_migrate(args: MigrateArgs) -> ExitCode {
+    let outcome = (|| {
+        let config = Config::load(args.config.as_deref()).map_err(|e| MigrateError::Usage(e.to_string()))?;
+        let options = migrate::Options {
+            from: args.from.into(),
+            to: args.to.into(),
+            dry_run: args.dry_run,
+            batch_size: args.batch_size.unwrap_or(migrate::default_batch_size(args.to.into())),
+            resume: args.resume,
+            verify_only: args.verify_only,
+            allow_missing_media: args.allow_missing_media,
+            quiet: args.quiet,
+        };
+        let runtime = tokio::runtime::Runtime::new().map_err(|e| MigrateError::Failed(e.into()))?;
+        runtime.block_on(migrate::run(&config, &options))
+    })();
+    match outcome {
+        Ok(_) => ExitCode::from(migrate::EXIT_OK),
+        Err(err) => {
+            eprintln!("error: {}", describe(&err));
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// The error as the operator reads it (the chain of causes of an unexpected failure included).
+fn describe(err: &MigrateError) -> String {
+    match err {
+        MigrateError::Failed(report) => format!("{report:#}"),
+        other => other.to_string(),
     }
 }

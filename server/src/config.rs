@@ -25,6 +25,7 @@ pub struct Config {
     pub content: ContentConfig,
     pub auth: AuthConfig,
     pub gateway: GatewayConfig,
+    pub migrate: MigrateConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +107,16 @@ pub struct MediaConfig {
     /// Prepended to every object key.
     pub prefix: String,
     pub presign_ttl_seconds: u64,
+}
+
+/// `decentcom migrate`: the other side of a migration. (The databases of both sides are
+/// `storage.database_path` and `storage.database_url`.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrateConfig {
+    /// The target's media store when it differs from the source's `[storage.media]` (local → S3
+    /// or back); unset = both sides share `[storage.media]` and no blob is copied.
+    pub target_media: Option<MediaConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -350,6 +361,12 @@ impl Config {
             && self.storage.media.bucket.as_deref().is_none_or(str::is_empty)
         {
             return fail("storage.media.bucket is required when provider = \"s3\"");
+        }
+        if let Some(target) = &self.migrate.target_media
+            && target.provider == MediaProvider::S3
+            && target.bucket.as_deref().is_none_or(str::is_empty)
+        {
+            return fail("migrate.target_media.bucket is required when provider = \"s3\"");
         }
         if !(1..=604_800).contains(&self.storage.media.presign_ttl_seconds) {
             return fail("storage.media.presign_ttl_seconds must be between 1 and 604800");

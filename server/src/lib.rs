@@ -3,6 +3,7 @@
 //! - [`config`]: layered configuration (defaults → TOML → `DECENTCOM_*` environment).
 //! - [`storage`]: the storage contract and its SQLite and PostgreSQL backends.
 //! - [`http`]: the REST API and gateway served over `Arc<dyn Storage>`.
+//! - [`migrate`]: `decentcom migrate`, SQLite ⇄ PostgreSQL with media, verified.
 //! - [`cli`]: the `decentcom` command line.
 
 pub mod auth;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod jobs;
 pub mod media;
+pub mod migrate;
 pub mod permissions;
 pub mod storage;
 #[doc(hidden)]

@@ -204,7 +204,7 @@ impl PostgresBackend {
 
 /// Maps a connection error to the operator-facing [`OpenError`] (never with the password: only
 /// host, port, user and database name are shown).
-fn classify_connect_error(options: &PgConnectOptions, err: sqlx::Error) -> OpenError {
+pub(crate) fn classify_connect_error(options: &PgConnectOptions, err: sqlx::Error) -> OpenError {
     let host = options.get_host().to_owned();
     let port = options.get_port();
     match &err {

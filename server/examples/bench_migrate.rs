@@ -1,0 +1,170 @@
+//! `just bench-migrate`: `decentcom migrate` against pgloader on the same SQLite file.
+//!
+//! Generates a synthetic community as a SQLite file (default 1M messages, 10k users, with
+//! reactions, threads, DMs, media rows and attachments), then times, as child processes:
+//! `decentcom migrate` SQLite → PostgreSQL and PostgreSQL → SQLite (each including its
+//! verification of every table), and pgloader loading the same SQLite file into another
+//! PostgreSQL database. Prints rows/s of each and the ratio to pgloader (target: ≥ 1.5×).
+//! Runs target/release/decentcom (the recipe builds it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use decentcom::migrate::progress::render_table;
+use decentcom::migrate::synthetic::{self, Community};
+use decentcom::testing::ScratchPg;
+
+struct Args {
+    messages: i64,
+    users: i64,
+    batch_size: Option<usize>,
+    dir: Option<PathBuf>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args { messages: 1_000_000, users: 10_000, batch_size: None, dir: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next();
+        let number = value.as_deref().and_then(|v| v.replace('_', "").parse::<i64>().ok());
+        match (flag.as_str(), number) {
+            ("--messages", Some(v)) => args.messages = v,
+            ("--users", Some(v)) => args.users = v,
+            ("--batch-size", Some(v)) => args.batch_size = Some(v as usize),
+            ("--dir", _) if value.is_some() => args.dir = value.map(PathBuf::from),
+            _ => {
+                eprintln!("usage: bench_migrate [--messages N] [--users N] [--batch-size N] [--dir DIR]");
+                std::process::exit(2);
+            }
+        }
+    }
+    args
+}
+
+fn binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/decentcom");
+    assert!(path.is_file(), "{} is missing: cargo build --release -p decentcom first", path.display());
+    path
+}
+
+fn write_config(dir: &Path, name: &str, sqlite: &Path, pg_url: &str) -> PathBuf {
+    let path = dir.join(name);
+    let text = format!("[storage]\ndatabase_path = {:?}\ndatabase_url = {:?}\n", sqlite.display().to_string(), pg_url);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `decentcom migrate` and returns its wall time in seconds; panics (with its output) when
+/// it fails.
+fn timed_migrate(config: &Path, from: &str, to: &str, batch_size: Option<usize>) -> f64 {
+    let began = Instant::now();
+    let mut cmd = Command::new(binary());
+    cmd.args(["migrate", "--from", from, "--to", to, "--quiet"]);
+    if let Some(rows) = batch_size {
+        cmd.args(["--batch-size", &rows.to_string()]);
+    }
+    let out = cmd.arg("--config").arg(config).stdin(Stdio::null()).output().unwrap();
+    let seconds = began.elapsed().as_secs_f64();
+    assert!(out.status.success(), "migrate {from} → {to} failed: {}", String::from_utf8_lossy(&out.stderr));
+    seconds
+}
+
+/// The total number of rows of the source, from `decentcom migrate --dry-run`.
+fn total_rows(config: &Path) -> u64 {
+    let out = Command::new(binary())
+        .args(["migrate", "--from", "sqlite", "--to", "postgres", "--dry-run", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dry run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("total: ")?.strip_suffix(" rows")?.parse().ok())
+        .unwrap_or_else(|| panic!("no total in the dry run's output:\n{stdout}"))
+}
+
+/// Loads the SQLite file into `pg_url` with pgloader (its own schema and indexes, as a plain
+/// pgloader migration does) and returns its wall time.
+fn timed_pgloader(dir: &Path, sqlite: &Path, pg_url: &str) -> f64 {
+    let load = dir.join("pgloader.load");
+    std::fs::write(
+        &load,
+        format!(
+            "LOAD DATABASE\n  FROM sqlite://{}\n  INTO {pg_url}\n  WITH create tables, create indexes, reset sequences\n  \
+             EXCLUDING TABLE NAMES LIKE 'messages_fts%', '_sqlx_migrations';\n",
+            sqlite.display()
+        ),
+    )
+    .unwrap();
+    let began = Instant::now();
+    let out = Command::new("pgloader").arg(&load).stdin(Stdio::null()).output().unwrap_or_else(|e| {
+        panic!("cannot run pgloader ({e}): install it with `apt-get install pgloader` (the recipe does)")
+    });
+    let seconds = began.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "pgloader failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("{stdout}");
+    seconds
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("community.db");
+    let back = dir.join("back.db");
+    for f in [&source, &back] {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", f.display()));
+        }
+    }
+
+    let size = Community { users: args.users, channels: 50, messages: args.messages };
+    eprintln!("generating {size:?} into {}", source.display());
+    let began = Instant::now();
+    synthetic::write_community(&source, size, 20_000).await.unwrap();
+    eprintln!("generated in {:.1} s", began.elapsed().as_secs_f64());
+
+    let ours = ScratchPg::create("bench_migrate").await;
+    let theirs = ScratchPg::create("bench_pgloader").await;
+    let to_pg = write_config(&dir, "to-pg.toml", &source, ours.url());
+    let to_sqlite = write_config(&dir, "to-sqlite.toml", &back, ours.url());
+    let rows = total_rows(&to_pg);
+
+    eprintln!("decentcom migrate sqlite → postgres ({rows} rows)");
+    let up = timed_migrate(&to_pg, "sqlite", "postgres", args.batch_size);
+    eprintln!("decentcom migrate postgres → sqlite");
+    let down = timed_migrate(&to_sqlite, "postgres", "sqlite", args.batch_size);
+    eprintln!("pgloader sqlite → postgres");
+    let pgloader = timed_pgloader(&dir, &source, theirs.url());
+
+    let rate = |seconds: f64| rows as f64 / seconds;
+    let line = |name: &str, seconds: f64| {
+        vec![
+            name.to_owned(),
+            rows.to_string(),
+            format!("{seconds:.1}"),
+            format!("{:.0}", rate(seconds)),
+            format!("{:.2}×", rate(seconds) / rate(pgloader)),
+        ]
+    };
+    print!(
+        "{}",
+        render_table(
+            &["run", "rows", "seconds", "rows/s", "vs pgloader"],
+            &[
+                line("decentcom migrate sqlite → postgres (verified)", up),
+                line("decentcom migrate postgres → sqlite (verified)", down),
+                line("pgloader sqlite → postgres", pgloader),
+            ],
+        )
+    );
+    println!(
+        "target: sqlite → postgres ≥ 1.5× pgloader's rate, verification included: {}",
+        if rate(up) >= 1.5 * rate(pgloader) { "met" } else { "NOT met" }
+    );
+}

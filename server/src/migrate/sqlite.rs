@@ -1,0 +1,714 @@
+//! The SQLite side of `decentcom migrate`: the source read from one read-only snapshot, the
+//! target written in batches, one transaction per batch. Every statement is a checked query
+//! macro; the per-table statements are spelled out in full so each can be read (and is checked)
+//! on its own.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, Sqlite, Transaction};
+
+use super::tables::{Bound, Row, Table, Value, boolean, bytes, int, opt_int, opt_text, text};
+
+/// The source: a read transaction held open for the whole run (one consistent snapshot).
+pub type Snapshot = Transaction<'static, Sqlite>;
+
+/// Opens `path` read-only and starts the read transaction every source query runs in. A missing
+/// file is an error (never created).
+pub async fn open_source(path: &Path) -> eyre::Result<Snapshot> {
+    if !path.is_file() {
+        eyre::bail!("the SQLite database {} does not exist", path.display());
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .create_if_missing(false)
+        .busy_timeout(Duration::from_secs(30));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(|e| eyre::eyre!("cannot open the SQLite database {} read-only: {e}", path.display()))?;
+    let mut snapshot = pool.begin().await?;
+    // A deferred transaction takes its snapshot at the first read: read now, so that every
+    // later statement sees the database as it was at this point.
+    sqlx::query_scalar!(r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM sqlite_master"#)
+        .fetch_one(&mut *snapshot)
+        .await?;
+    Ok(snapshot)
+}
+
+/// Opens (creating it if missing) the target file. Foreign keys are enforced while loading, as
+/// they are by the server.
+pub async fn open_target(path: &Path) -> eyre::Result<SqliteConnection> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| eyre::eyre!("cannot create the directory of {}: {e}", path.display()))?;
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(30));
+    SqliteConnection::connect_with(&options)
+        .await
+        .map_err(|e| eyre::eyre!("cannot open the SQLite database {}: {e}", path.display()))
+}
+
+macro_rules! count {
+    ($conn:expr, $sql:literal) => {
+        sqlx::query_scalar!($sql).fetch_one(&mut *$conn).await?
+    };
+}
+
+/// One page of a table in key order: `$sql` selects `$col`s, which become the canonical row.
+macro_rules! page {
+    ($conn:expr, $sql:literal, [$($arg:expr),*], [$($col:ident),*]) => {
+        sqlx::query!($sql, $($arg),*)
+            .fetch_all(&mut *$conn)
+            .await?
+            .into_iter()
+            .map(|r| vec![$(Value::from(r.$col)),*])
+            .collect::<Vec<Row>>()
+    };
+}
+
+pub async fn count(conn: &mut SqliteConnection, table: Table) -> Result<i64, sqlx::Error> {
+    Ok(match table {
+        Table::Roles => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM roles"#),
+        Table::RolePermissions => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM role_permissions"#),
+        Table::Media => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM media"#),
+        Table::Users => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM users"#),
+        Table::Members => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM members"#),
+        Table::MemberRoles => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM member_roles"#),
+        Table::Categories => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM categories"#),
+        Table::Channels => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM channels"#),
+        Table::ChannelPermissionOverrides => {
+            count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM channel_permission_overrides"#)
+        }
+        Table::Dms => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM dms"#),
+        Table::DmParticipants => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM dm_participants"#),
+        Table::Messages => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM messages"#),
+        Table::Threads => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM threads"#),
+        Table::ThreadFollowers => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM thread_followers"#),
+        Table::Reactions => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM reactions"#),
+        Table::Attachments => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM attachments"#),
+        Table::DeviceKeys => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM device_keys"#),
+        Table::Sessions => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM sessions"#),
+        Table::AuthChallenges => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM auth_challenges"#),
+        Table::Bans => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM bans"#),
+        Table::Allowlist => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM allowlist"#),
+        Table::BotApprovals => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM bot_approvals"#),
+        Table::Invites => count!(conn, r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM invites"#),
+    })
+}
+
+/// Up to `limit` rows of `table` from `bound` on, in primary-key order.
+pub async fn page(
+    conn: &mut SqliteConnection,
+    table: Table,
+    bound: &Bound,
+    limit: i64,
+) -> Result<Vec<Row>, sqlx::Error> {
+    Ok(match (table, bound) {
+        (Table::Roles, Bound::Int(a)) => page!(
+            conn,
+            "SELECT id, name, color, position, is_builtin, created_at, updated_at FROM roles WHERE id >= ? ORDER BY id LIMIT ?",
+            [*a, limit],
+            [id, name, color, position, is_builtin, created_at, updated_at]
+        ),
+        (Table::RolePermissions, Bound::IntText(a, b)) => page!(
+            conn,
+            "SELECT role_id, permission FROM role_permissions WHERE role_id > ?1 OR (role_id = ?1 AND permission > ?2) ORDER BY role_id, permission LIMIT ?3",
+            [*a, b.as_str(), limit],
+            [role_id, permission]
+        ),
+        (Table::Media, Bound::Int(a)) => page!(
+            conn,
+            "SELECT id, content_hash, object_key, bucket, size_bytes, mime_type, uploaded_by, uploaded_at FROM media WHERE id >= ? ORDER BY id LIMIT ?",
+            [*a, limit],
+            [id, content_hash, object_key, bucket, size_bytes, mime_type, uploaded_by, uploaded_at]
+        ),
+        (Table::Users, Bound::Int(a)) => page!(
+            conn,
+            "SELECT id, pubkey, display_name, avatar_hash, is_bot, created_at FROM users WHERE id >= ? ORDER BY id LIMIT ?",
+            [*a, limit],
+            [id, pubkey, display_name, avatar_hash, is_bot, created_at]
+        ),
+        (Table::Members, Bound::Int(a)) => page!(
+            conn,
+            "SELECT user_id, joined_at FROM members WHERE user_id >= ? ORDER BY user_id LIMIT ?",
+            [*a, limit],
+            [user_id, joined_at]
+        ),
+        (Table::MemberRoles, Bound::Int2(a, b)) => page!(
+            conn,
+            "SELECT user_id, role_id, assigned_at FROM member_roles WHERE (user_id, role_id) >= (?, ?) ORDER BY user_id, role_id LIMIT ?",
+            [*a, *b, limit],
+            [user_id, role_id, assigned_at]
+        ),
+        (Table::Categories, Bound::Int(a)) => page!(
+            conn,
+            "SELECT id, name, position, created_at FROM categories WHERE id >= ? ORDER BY id LIMIT ?",
+            [*a, limit],
+            [id, name, position, created_at]
+        ),
+        (Table::Channels, Bound::Int(a)) => page!(
+            conn,
+            "SELECT id, kind, name, topic, category_id, position, created_at, updated_at FROM channels WHERE id >= ? ORDER BY id LIMIT ?",
+            [*a, limit],
+            [id, kind, name, topic, category_id, position, created_at, updated_at]
+        ),
+        (Table::ChannelPermissionOverrides, Bound::Int2(a, b)) => page!(
+            conn,
+            "SELECT channel_id, role_id, allow_bits, deny_bits FROM channel_permission_overrides WHERE (channel_id, role_id) >= (?, ?) ORDER BY channel_id, role_id LIMIT ?",
+            [*a, *b, limit],
+            [channel_id, role_id, allow_bits, deny_bits]
+        ),
+        (Table::Dms, Bound::Int(a)) => page!(
+            conn,
+            "SELECT channel_id, user_low, user_high, created_at, last_message_at FROM dms WHERE channel_id >= ? ORDER BY channel_id LIMIT ?",
+            [*a, limit],
+            [channel_id, user_low, user_high, created_at, last_message_at]
+        ),
+        (Table::DmParticipants, Bound::Int2(a, b)) => page!(
+            conn,
+            "SELECT channel_id, user_id, is_open, last_read_at FROM dm_participants WHERE (channel_id, user_id) >= (?, ?) ORDER BY channel_id, user_id LIMIT ?",
+            [*a, *b, limit],
+            [channel_id, user_id, is_open, last_read_at]
+        ),
+        (Table::Messages, Bound::Int(a)) => page!(
+            conn,
+            "SELECT id, channel_id, author_id, thread_id, content, search_text, created_at, edited_at, deleted_at FROM messages WHERE id >= ? ORDER BY id LIMIT ?",
+            [*a, limit],
+            [id, channel_id, author_id, thread_id, content, search_text, created_at, edited_at, deleted_at]
+        ),
+        (Table::Threads, Bound::Int(a)) => page!(
+            conn,
+            "SELECT id, channel_id, parent_message_id, creator_id, created_at, reply_count, last_reply_at, last_reply_author_id FROM threads WHERE id >= ? ORDER BY id LIMIT ?",
+            [*a, limit],
+            [
+                id,
+                channel_id,
+                parent_message_id,
+                creator_id,
+                created_at,
+                reply_count,
+                last_reply_at,
+                last_reply_author_id
+            ]
+        ),
+        (Table::ThreadFollowers, Bound::Int2(a, b)) => page!(
+            conn,
+            "SELECT thread_id, user_id, followed_at, last_read_at FROM thread_followers WHERE (thread_id, user_id) >= (?, ?) ORDER BY thread_id, user_id LIMIT ?",
+            [*a, *b, limit],
+            [thread_id, user_id, followed_at, last_read_at]
+        ),
+        (Table::Reactions, Bound::Int(a)) => page!(
+            conn,
+            "SELECT id, message_id, user_id, emoji, created_at FROM reactions WHERE id >= ? ORDER BY id LIMIT ?",
+            [*a, limit],
+            [id, message_id, user_id, emoji, created_at]
+        ),
+        (Table::Attachments, Bound::Int(a)) => page!(
+            conn,
+            "SELECT id, message_id, channel_id, uploader_id, content_hash, filename, size_bytes, mime_type, width, height, created_at, deleted_at FROM attachments WHERE id >= ? ORDER BY id LIMIT ?",
+            [*a, limit],
+            [
+                id,
+                message_id,
+                channel_id,
+                uploader_id,
+                content_hash,
+                filename,
+                size_bytes,
+                mime_type,
+                width,
+                height,
+                created_at,
+                deleted_at
+            ]
+        ),
+        (Table::DeviceKeys, Bound::Int(a)) => page!(
+            conn,
+            "SELECT id, device_pubkey, user_id, device_name, permissions, issued_at, expires_at, certificate, signature, created_at, revoked_at FROM device_keys WHERE id >= ? ORDER BY id LIMIT ?",
+            [*a, limit],
+            [
+                id,
+                device_pubkey,
+                user_id,
+                device_name,
+                permissions,
+                issued_at,
+                expires_at,
+                certificate,
+                signature,
+                created_at,
+                revoked_at
+            ]
+        ),
+        (Table::Sessions, Bound::Int(a)) => page!(
+            conn,
+            "SELECT id, token_hash, user_id, device_key_id, is_read_only, created_at, expires_at FROM sessions WHERE id >= ? ORDER BY id LIMIT ?",
+            [*a, limit],
+            [id, token_hash, user_id, device_key_id, is_read_only, created_at, expires_at]
+        ),
+        (Table::AuthChallenges, Bound::Bytes(a)) => page!(
+            conn,
+            "SELECT pubkey, nonce, is_bot, created_at, expires_at FROM auth_challenges WHERE pubkey > ? ORDER BY pubkey LIMIT ?",
+            [a.as_slice(), limit],
+            [pubkey, nonce, is_bot, created_at, expires_at]
+        ),
+        (Table::Bans, Bound::Bytes(a)) => page!(
+            conn,
+            "SELECT pubkey, banned_by, reason, banned_at FROM bans WHERE pubkey > ? ORDER BY pubkey LIMIT ?",
+            [a.as_slice(), limit],
+            [pubkey, banned_by, reason, banned_at]
+        ),
+        (Table::Allowlist, Bound::Bytes(a)) => page!(
+            conn,
+            "SELECT pubkey, added_by, added_at FROM allowlist WHERE pubkey > ? ORDER BY pubkey LIMIT ?",
+            [a.as_slice(), limit],
+            [pubkey, added_by, added_at]
+        ),
+        (Table::BotApprovals, Bound::Int(a)) => page!(
+            conn,
+            "SELECT user_id, requested_at, approved_by, approved_at, revoked_at, note FROM bot_approvals WHERE user_id >= ? ORDER BY user_id LIMIT ?",
+            [*a, limit],
+            [user_id, requested_at, approved_by, approved_at, revoked_at, note]
+        ),
+        (Table::Invites, Bound::Text(a)) => page!(
+            conn,
+            "SELECT code, created_by, grant_role_id, max_uses, use_count, expires_at, created_at FROM invites WHERE code > ? ORDER BY code LIMIT ?",
+            [a.as_str(), limit],
+            [code, created_by, grant_role_id, max_uses, use_count, expires_at, created_at]
+        ),
+        (table, bound) => unreachable!("{bound:?} is not a bound of {}", table.name()),
+    })
+}
+
+/// The threads whose parent message id is in `first..=last`, in parent order.
+pub async fn threads_by_parent(conn: &mut SqliteConnection, first: i64, last: i64) -> Result<Vec<Row>, sqlx::Error> {
+    Ok(page!(
+        conn,
+        "SELECT id, channel_id, parent_message_id, creator_id, created_at, reply_count, last_reply_at,
+                last_reply_author_id
+         FROM threads WHERE parent_message_id >= ? AND parent_message_id <= ? ORDER BY parent_message_id",
+        [first, last],
+        [id, channel_id, parent_message_id, creator_id, created_at, reply_count, last_reply_at, last_reply_author_id]
+    ))
+}
+
+/// Inserts `rows` into `table` (inside the caller's transaction), one prepared statement per
+/// table reused for every row.
+pub async fn insert(conn: &mut SqliteConnection, table: Table, rows: &[Row]) -> Result<(), sqlx::Error> {
+    match table {
+        Table::Roles => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO roles (id, name, color, position, is_builtin, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            int(&r[0]),
+            text(&r[1]),
+            opt_text(&r[2]),
+            int(&r[3]),
+            boolean(&r[4]),
+            int(&r[5]),
+            int(&r[6])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+        Table::RolePermissions => {
+            for r in rows {
+                sqlx::query!(
+                    "INSERT INTO role_permissions (role_id, permission) VALUES (?, ?)",
+                    int(&r[0]),
+                    text(&r[1])
+                )
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Table::Media => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO media (id, content_hash, object_key, bucket, size_bytes, mime_type, uploaded_by, uploaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            int(&r[0]),
+            text(&r[1]),
+            text(&r[2]),
+            opt_text(&r[3]),
+            int(&r[4]),
+            text(&r[5]),
+            opt_int(&r[6]),
+            int(&r[7])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+        Table::Users => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO users (id, pubkey, display_name, avatar_hash, is_bot, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            int(&r[0]),
+            bytes(&r[1]),
+            opt_text(&r[2]),
+            opt_text(&r[3]),
+            boolean(&r[4]),
+            int(&r[5])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+        Table::Members => {
+            for r in rows {
+                sqlx::query!("INSERT INTO members (user_id, joined_at) VALUES (?, ?)", int(&r[0]), int(&r[1]))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Table::MemberRoles => {
+            for r in rows {
+                sqlx::query!(
+                    "INSERT INTO member_roles (user_id, role_id, assigned_at) VALUES (?, ?, ?)",
+                    int(&r[0]),
+                    int(&r[1]),
+                    int(&r[2])
+                )
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Table::Categories => {
+            for r in rows {
+                sqlx::query!(
+                    "INSERT INTO categories (id, name, position, created_at) VALUES (?, ?, ?, ?)",
+                    int(&r[0]),
+                    text(&r[1]),
+                    int(&r[2]),
+                    int(&r[3])
+                )
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Table::Channels => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO channels (id, kind, name, topic, category_id, position, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            int(&r[0]),
+            text(&r[1]),
+            opt_text(&r[2]),
+            opt_text(&r[3]),
+            opt_int(&r[4]),
+            int(&r[5]),
+            int(&r[6]),
+            int(&r[7])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+        Table::ChannelPermissionOverrides => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO channel_permission_overrides (channel_id, role_id, allow_bits, deny_bits) VALUES (?, ?, ?, ?)",
+            int(&r[0]),
+            int(&r[1]),
+            int(&r[2]),
+            int(&r[3])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+        Table::Dms => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO dms (channel_id, user_low, user_high, created_at, last_message_at) VALUES (?, ?, ?, ?, ?)",
+            int(&r[0]),
+            int(&r[1]),
+            int(&r[2]),
+            int(&r[3]),
+            opt_int(&r[4])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+        Table::DmParticipants => {
+            for r in rows {
+                sqlx::query!(
+                    "INSERT INTO dm_participants (channel_id, user_id, is_open, last_read_at) VALUES (?, ?, ?, ?)",
+                    int(&r[0]),
+                    int(&r[1]),
+                    boolean(&r[2]),
+                    opt_int(&r[3])
+                )
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Table::Messages => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO messages (id, channel_id, author_id, thread_id, content, search_text, created_at, edited_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            int(&r[0]),
+            int(&r[1]),
+            int(&r[2]),
+            opt_int(&r[3]),
+            text(&r[4]),
+            text(&r[5]),
+            int(&r[6]),
+            opt_int(&r[7]),
+            opt_int(&r[8])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+        Table::Threads => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO threads (id, channel_id, parent_message_id, creator_id, created_at, reply_count, last_reply_at, last_reply_author_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            int(&r[0]),
+            int(&r[1]),
+            int(&r[2]),
+            int(&r[3]),
+            int(&r[4]),
+            int(&r[5]),
+            opt_int(&r[6]),
+            opt_int(&r[7])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+        Table::ThreadFollowers => {
+            for r in rows {
+                sqlx::query!(
+                    "INSERT INTO thread_followers (thread_id, user_id, followed_at, last_read_at) VALUES (?, ?, ?, ?)",
+                    int(&r[0]),
+                    int(&r[1]),
+                    int(&r[2]),
+                    opt_int(&r[3])
+                )
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Table::Reactions => {
+            for r in rows {
+                sqlx::query!(
+                    "INSERT INTO reactions (id, message_id, user_id, emoji, created_at) VALUES (?, ?, ?, ?, ?)",
+                    int(&r[0]),
+                    int(&r[1]),
+                    int(&r[2]),
+                    text(&r[3]),
+                    int(&r[4])
+                )
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Table::Attachments => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO attachments (id, message_id, channel_id, uploader_id, content_hash, filename, size_bytes, mime_type, width, height, created_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            int(&r[0]),
+            opt_int(&r[1]),
+            int(&r[2]),
+            int(&r[3]),
+            text(&r[4]),
+            text(&r[5]),
+            int(&r[6]),
+            text(&r[7]),
+            opt_int(&r[8]),
+            opt_int(&r[9]),
+            int(&r[10]),
+            opt_int(&r[11])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+        Table::DeviceKeys => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO device_keys (id, device_pubkey, user_id, device_name, permissions, issued_at, expires_at, certificate, signature, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            int(&r[0]),
+            bytes(&r[1]),
+            int(&r[2]),
+            text(&r[3]),
+            int(&r[4]),
+            int(&r[5]),
+            opt_int(&r[6]),
+            bytes(&r[7]),
+            bytes(&r[8]),
+            int(&r[9]),
+            opt_int(&r[10])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+        Table::Sessions => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO sessions (id, token_hash, user_id, device_key_id, is_read_only, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            int(&r[0]),
+            bytes(&r[1]),
+            int(&r[2]),
+            opt_int(&r[3]),
+            boolean(&r[4]),
+            int(&r[5]),
+            int(&r[6])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+        Table::AuthChallenges => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO auth_challenges (pubkey, nonce, is_bot, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+            bytes(&r[0]),
+            bytes(&r[1]),
+            boolean(&r[2]),
+            int(&r[3]),
+            int(&r[4])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+        Table::Bans => {
+            for r in rows {
+                sqlx::query!(
+                    "INSERT INTO bans (pubkey, banned_by, reason, banned_at) VALUES (?, ?, ?, ?)",
+                    bytes(&r[0]),
+                    int(&r[1]),
+                    opt_text(&r[2]),
+                    int(&r[3])
+                )
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Table::Allowlist => {
+            for r in rows {
+                sqlx::query!(
+                    "INSERT INTO allowlist (pubkey, added_by, added_at) VALUES (?, ?, ?)",
+                    bytes(&r[0]),
+                    int(&r[1]),
+                    int(&r[2])
+                )
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        Table::BotApprovals => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO bot_approvals (user_id, requested_at, approved_by, approved_at, revoked_at, note) VALUES (?, ?, ?, ?, ?, ?)",
+            int(&r[0]),
+            int(&r[1]),
+            opt_int(&r[2]),
+            opt_int(&r[3]),
+            opt_int(&r[4]),
+            opt_text(&r[5])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+        Table::Invites => {
+            for r in rows {
+                sqlx::query!(
+            "INSERT INTO invites (code, created_by, grant_role_id, max_uses, use_count, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            text(&r[0]),
+            int(&r[1]),
+            opt_int(&r[2]),
+            int(&r[3]),
+            int(&r[4]),
+            opt_int(&r[5]),
+            int(&r[6])
+        )
+        .execute(&mut *conn)
+        .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets `messages.thread_id` of messages inserted before their thread: `(message id, thread id)`.
+pub async fn set_thread_ids(conn: &mut SqliteConnection, pairs: &[(i64, i64)]) -> Result<(), sqlx::Error> {
+    for (message, thread) in pairs {
+        sqlx::query!("UPDATE messages SET thread_id = ? WHERE id = ?", thread, message).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Removes the roles (and their permissions) the migrations seed, so the source's own versions
+/// of roles 1 and 2 can be copied with their ids. Only ever called on a target that holds
+/// nothing else.
+pub async fn clear_seeded_roles(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query!("/* sqlite */ DELETE FROM role_permissions").execute(&mut *tx).await?;
+    sqlx::query!("/* sqlite */ DELETE FROM roles").execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// After loading: AUTOINCREMENT counters already moved past every explicitly inserted id
+/// (SQLite keeps `sqlite_sequence` at the largest id ever inserted), so only the planner
+/// statistics are refreshed.
+pub async fn finish_target(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query!("/* sqlite */ ANALYZE").execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// The largest id each AUTOINCREMENT table has handed out (`sqlite_sequence`), by table name.
+///
+/// The statements on `sqlite_sequence` are not checked macros: describing any statement on that
+/// internal table (its columns have no declared types) crashes sqlx's SQLite analysis at compile
+/// time. They are fixed text with bound values.
+pub async fn id_counters(conn: &mut SqliteConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT name, seq FROM sqlite_sequence").fetch_all(&mut *conn).await
+}
+
+/// Raises the AUTOINCREMENT counter of `table` to at least `value`, so the ids the source had
+/// handed out (including those of deleted rows) are never reused.
+pub async fn raise_id_counter(conn: &mut SqliteConnection, table: Table, value: i64) -> Result<(), sqlx::Error> {
+    // Not macros: see `id_counters`.
+    let name = table.name();
+    let mut tx = conn.begin().await?;
+    sqlx::query("UPDATE sqlite_sequence SET seq = MAX(seq, ?1) WHERE name = ?2")
+        .bind(value)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sqlite_sequence (name, seq) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?1)",
+    )
+    .bind(name)
+    .bind(value)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Whether the database has sqlx's migration table.
+pub async fn has_migrations_table(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query_scalar!(
+        r#"/* sqlite */ SELECT COUNT(*) AS "n!: i64" FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"#
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(n > 0)
+}
