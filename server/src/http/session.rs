@@ -12,6 +12,16 @@ use crate::auth::hash_token;
 use crate::permissions::MemberAccess;
 use crate::storage::{ChannelId, Member, MemberAuth, Override, Permissions, RoleId, Session, Timestamp, UserId};
 
+/// 403 `missing <name> permission`.
+fn missing(name: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, format!("missing {name} permission"))
+}
+
+/// `bits` when they hold `p`, else 403 `missing <name> permission`.
+fn holding(bits: Permissions, p: Permissions, name: &str) -> ApiResult<Permissions> {
+    if crate::permissions::has(bits, p) { Ok(bits) } else { Err(missing(name)) }
+}
+
 fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, message)
 }
@@ -79,11 +89,7 @@ impl AuthedMember {
 
     /// 403 `missing <name> permission` unless the base permissions hold `p`.
     pub fn require(&self, p: Permissions, name: &str) -> ApiResult<()> {
-        if self.access.has(p) {
-            Ok(())
-        } else {
-            Err(ApiError::new(StatusCode::FORBIDDEN, format!("missing {name} permission")))
-        }
+        if self.access.has(p) { Ok(()) } else { Err(missing(name)) }
     }
 
     /// The member's channel-effective permissions.
@@ -123,12 +129,7 @@ impl AuthedMember {
         p: Permissions,
         name: &str,
     ) -> ApiResult<Permissions> {
-        let bits = self.in_text_channel(state, channel).await?;
-        if crate::permissions::has(bits, p) {
-            Ok(bits)
-        } else {
-            Err(ApiError::new(StatusCode::FORBIDDEN, format!("missing {name} permission")))
-        }
+        holding(self.in_text_channel(state, channel).await?, p, name)
     }
 
     /// 403 `missing <name> permission` unless the channel-effective permissions hold `p`.
@@ -139,12 +140,7 @@ impl AuthedMember {
         p: Permissions,
         name: &str,
     ) -> ApiResult<Permissions> {
-        let bits = self.in_channel(state, channel).await?;
-        if crate::permissions::has(bits, p) {
-            Ok(bits)
-        } else {
-            Err(ApiError::new(StatusCode::FORBIDDEN, format!("missing {name} permission")))
-        }
+        holding(self.in_channel(state, channel).await?, p, name)
     }
 }
 
