@@ -6,6 +6,8 @@
 
 #[path = "api/s3.rs"]
 mod s3;
+#[path = "common/server_process.rs"]
+mod server_process;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -311,29 +313,6 @@ async fn media_moves_from_local_disk_to_s3_and_back_checked_by_hash() {
     expect_success(&run(&again, "sqlite", "postgres", &["-q", "--resume", "--allow-missing-media"]));
 }
 
-/// Starts `decentcom serve` on `env` and waits for `/health`.
-async fn serve(dir: &Path, env: &[(&str, String)]) -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_decentcom"));
-    cmd.arg("serve")
-        .current_dir(dir)
-        .env("DECENTCOM_NETWORK__BIND_ADDRESS", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{base}/health")).await.is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "decentcom serve exited");
-        assert!(Instant::now() < deadline, "decentcom serve did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (child, base)
-}
-
 /// The API responses a client of the edge-case server sees (with user 1's session).
 async fn api_answers(base: &str) -> Vec<(String, u16, serde_json::Value)> {
     let client = reqwest::Client::new();
@@ -369,7 +348,7 @@ async fn a_migrated_server_starts_and_answers_the_api_as_before() {
     expect_success(&migrate(&config(dir.path(), "c.toml", &source, pg.url(), ""), "sqlite", "postgres", &["-q"]));
 
     let sqlite_env = [("DECENTCOM_STORAGE__DATABASE_PATH", source.display().to_string())];
-    let (mut child, base) = serve(dir.path(), &sqlite_env).await;
+    let server_process::ServerProcess { mut child, base, .. } = server_process::start(dir.path(), &sqlite_env).await;
     let before = api_answers(&base).await;
     child.kill().unwrap();
     child.wait().unwrap();
@@ -379,7 +358,7 @@ async fn a_migrated_server_starts_and_answers_the_api_as_before() {
         ("DECENTCOM_STORAGE__BACKEND", "postgres".to_owned()),
         ("DECENTCOM_STORAGE__DATABASE_URL", pg.url().to_owned()),
     ];
-    let (mut child, base) = serve(dir.path(), &pg_env).await;
+    let server_process::ServerProcess { mut child, base, .. } = server_process::start(dir.path(), &pg_env).await;
     let after = api_answers(&base).await;
     child.kill().unwrap();
     child.wait().unwrap();

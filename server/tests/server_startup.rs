@@ -2,46 +2,22 @@
 //! directory, `/health` and `/api/v1/server/info` answer, SIGTERM stops it cleanly; and `/health`
 //! answers 503 JSON once the database is gone.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+#[path = "common/server_process.rs"]
+mod server_process;
 
-/// Starts the binary in `dir` with `env` and waits until it answers `/health`.
+/// Starts the binary in `dir` with `env` (and the server name the checks expect).
 async fn start(dir: &Path, env: &[(&str, String)]) -> (Child, String) {
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_decentcom"));
-    cmd.arg("serve")
-        .current_dir(dir)
-        .env("DECENTCOM_NETWORK__BIND_ADDRESS", format!("127.0.0.1:{port}"))
-        .env("DECENTCOM_SERVER__NAME", "Test Server")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn decentcom");
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(resp) = reqwest::get(format!("{base}/health")).await {
-            assert_eq!(resp.status(), 200);
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("decentcom exited before serving: {status}");
-        }
-        assert!(Instant::now() < deadline, "decentcom did not start within 30 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (child, base)
+    let mut env = env.to_vec();
+    env.push(("DECENTCOM_SERVER__NAME", "Test Server".into()));
+    let server = server_process::start(dir, &env).await;
+    (server.child, server.base)
 }
 
 fn sigterm_and_wait(mut child: Child) {

@@ -3,6 +3,8 @@
 
 mod s3;
 mod scale_out;
+#[path = "../common/server_process.rs"]
+mod server_process;
 mod support;
 
 mod attachments;

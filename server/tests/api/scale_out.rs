@@ -3,9 +3,7 @@
 //! these connections" instructions cross from one process to the other, and killing one process
 //! loses nothing it accepted.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -17,16 +15,11 @@ use serde_json::{Value, json};
 
 use crate::attachments::{part, png, upload};
 use crate::s3::S3Server;
+use crate::server_process::{self, ServerProcess};
 use crate::support::{Client, Gateway, User, log_in, pubkey_of};
 
-/// One `decentcom serve` child process.
-struct Process {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Process {
+/// Talking to one of the processes.
+impl ServerProcess {
     fn client(&self) -> Client {
         Client { http: reqwest::Client::new(), base: self.base.clone(), token: None }
     }
@@ -58,8 +51,8 @@ impl Process {
 
 /// Two processes, A and B, over one PostgreSQL database and one S3 bucket.
 struct Cluster {
-    a: Process,
-    b: Process,
+    a: ServerProcess,
+    b: ServerProcess,
     s3: S3Server,
     pg: ScratchPg,
     _dir: tempfile::TempDir,
@@ -85,52 +78,23 @@ impl Drop for Cluster {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Starts `decentcom serve` configured only through the environment, as an operator would run
-/// it behind a load balancer, and waits until it answers `/health`.
-async fn spawn(dir: &Path, name: &str, database_url: &str, s3: &S3Server) -> Process {
-    let port = free_port();
+/// Starts a process configured only through the environment, as an operator would run it
+/// behind a load balancer.
+async fn spawn(dir: &Path, name: &str, database_url: &str, s3: &S3Server) -> ServerProcess {
     let workdir = dir.join(name);
     std::fs::create_dir_all(&workdir).unwrap();
-    let log = workdir.join("stderr.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_decentcom"))
-        .arg("serve")
-        .current_dir(&workdir)
-        .env("DECENTCOM_NETWORK__BIND_ADDRESS", format!("127.0.0.1:{port}"))
-        .env("DECENTCOM_STORAGE__BACKEND", "postgres")
-        .env("DECENTCOM_STORAGE__DATABASE_URL", database_url)
-        .env("DECENTCOM_STORAGE__MEDIA__PROVIDER", "s3")
-        .env("DECENTCOM_STORAGE__MEDIA__BUCKET", &s3.bucket)
-        .env("DECENTCOM_STORAGE__MEDIA__ENDPOINT", &s3.endpoint)
-        .env("DECENTCOM_STORAGE__MEDIA__ALLOW_HTTP", "true")
-        .env("AWS_ACCESS_KEY_ID", &s3.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn decentcom");
-    let mut process = Process { child, base: format!("http://127.0.0.1:{port}"), log };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(resp) = reqwest::get(format!("{}/health", process.base)).await {
-            assert_eq!(resp.status(), 200);
-            return process;
-        }
-        if let Some(status) = process.child.try_wait().unwrap() {
-            panic!(
-                "process {name} exited before serving ({status}):\n{}",
-                std::fs::read_to_string(&process.log).unwrap()
-            );
-        }
-        assert!(Instant::now() < deadline, "process {name} did not start within 30 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let env = [
+        ("DECENTCOM_STORAGE__BACKEND", "postgres".to_owned()),
+        ("DECENTCOM_STORAGE__DATABASE_URL", database_url.to_owned()),
+        ("DECENTCOM_STORAGE__MEDIA__PROVIDER", "s3".to_owned()),
+        ("DECENTCOM_STORAGE__MEDIA__BUCKET", s3.bucket.clone()),
+        ("DECENTCOM_STORAGE__MEDIA__ENDPOINT", s3.endpoint.clone()),
+        ("DECENTCOM_STORAGE__MEDIA__ALLOW_HTTP", "true".to_owned()),
+        ("AWS_ACCESS_KEY_ID", s3.access_key.clone()),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_key.clone()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    server_process::start(&workdir, &env).await
 }
 
 async fn general_channel(user: &User) -> String {
@@ -164,7 +128,7 @@ async fn a_challenge_issued_by_one_process_is_verified_by_the_other() {
 
     // The session is shared too: the token works on both processes, and so does logging out.
     let token = verify.body["token"].as_str().unwrap().to_owned();
-    let on = |process: &Process| Client { token: Some(token.clone()), ..process.client() };
+    let on = |process: &ServerProcess| Client { token: Some(token.clone()), ..process.client() };
     let user_id = &verify.body["user_id"];
     assert_eq!(&on(&cluster.a).get("/api/v1/auth/me").await.body["user_id"], user_id);
     assert_eq!(&on(&cluster.b).get("/api/v1/auth/me").await.body["user_id"], user_id);
