@@ -217,7 +217,7 @@ pub fn edge_cases() -> Vec<(Table, Vec<Row>)> {
             vec![
                 vec![
                     i(1),
-                    b(&Sha256::digest(ALICE_TOKEN.as_bytes())),
+                    b(crate::auth::hash_token(ALICE_TOKEN).as_bytes()),
                     i(1),
                     NULL,
                     flag(false),
