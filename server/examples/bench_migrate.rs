@@ -20,12 +20,18 @@ struct Args {
     users: i64,
     batch_size: Option<usize>,
     dir: Option<PathBuf>,
+    /// Keep `DIR/community.db` when it is already there (saves the generation while iterating).
+    reuse: bool,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { messages: 1_000_000, users: 10_000, batch_size: None, dir: None };
+    let mut args = Args { messages: 1_000_000, users: 10_000, batch_size: None, dir: None, reuse: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--reuse" {
+            args.reuse = true;
+            continue;
+        }
         let value = it.next();
         let number = value.as_deref().and_then(|v| v.replace('_', "").parse::<i64>().ok());
         match (flag.as_str(), number) {
@@ -34,7 +40,7 @@ fn parse_args() -> Args {
             ("--batch-size", Some(v)) => args.batch_size = Some(v as usize),
             ("--dir", _) if value.is_some() => args.dir = value.map(PathBuf::from),
             _ => {
-                eprintln!("usage: bench_migrate [--messages N] [--users N] [--batch-size N] [--dir DIR]");
+                eprintln!("usage: bench_migrate [--messages N] [--users N] [--batch-size N] [--dir DIR [--reuse]]");
                 std::process::exit(2);
             }
         }
@@ -117,17 +123,23 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let source = dir.join("community.db");
     let back = dir.join("back.db");
-    for f in [&source, &back] {
+    let reuse = args.reuse && args.dir.is_some() && source.is_file();
+    let remove = if reuse { vec![&back] } else { vec![&source, &back] };
+    for f in remove {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", f.display()));
         }
     }
 
     let size = Community { users: args.users, channels: 50, messages: args.messages };
-    eprintln!("generating {size:?} into {}", source.display());
-    let began = Instant::now();
-    synthetic::write_community(&source, size, 20_000).await.unwrap();
-    eprintln!("generated in {:.1} s", began.elapsed().as_secs_f64());
+    if reuse {
+        eprintln!("reusing {} (--reuse)", source.display());
+    } else {
+        eprintln!("generating {size:?} into {}", source.display());
+        let began = Instant::now();
+        synthetic::write_community(&source, size, 20_000).await.unwrap();
+        eprintln!("generated in {:.1} s", began.elapsed().as_secs_f64());
+    }
 
     let ours = ScratchPg::create("bench_migrate").await;
     let theirs = ScratchPg::create("bench_pgloader").await;
@@ -137,10 +149,13 @@ async fn main() {
 
     eprintln!("decentcom migrate sqlite → postgres ({rows} rows)");
     let up = timed_migrate(&to_pg, "sqlite", "postgres", args.batch_size);
+    eprintln!("  {up:.1} s");
     eprintln!("decentcom migrate postgres → sqlite");
     let down = timed_migrate(&to_sqlite, "postgres", "sqlite", args.batch_size);
+    eprintln!("  {down:.1} s");
     eprintln!("pgloader sqlite → postgres");
     let pgloader = timed_pgloader(&dir, &source, theirs.url());
+    eprintln!("  {pgloader:.1} s");
 
     let rate = |seconds: f64| rows as f64 / seconds;
     let line = |name: &str, seconds: f64| {
