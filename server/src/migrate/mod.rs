@@ -3,6 +3,7 @@
 //! lossless by comparing per-table row counts and content digests of both sides.
 //!
 //! - [`tables`]: the tables in copy order and the canonical row both dialects are read into;
+//! - [`copy`]: the copy, with the reading back and the index rebuilds running alongside it;
 //! - `sqlite` / `postgres`: each dialect's statements (source snapshot, batched target writes);
 //! - [`digest`]: per-table content digests;
 //! - [`media`]: blob copy between stores, hash-checked;
@@ -14,6 +15,7 @@
 //! continues after the target's last row of each table once it has checked that what the target
 //! holds is exactly the start of the source (same rows, same content).
 
+mod copy;
 pub mod digest;
 pub mod media;
 pub mod progress;
@@ -28,15 +30,14 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-use std::collections::{BTreeMap, HashSet};
-use std::time::Instant;
+use std::collections::BTreeMap;
 
 use eyre::WrapErr;
 
 use crate::config::{Backend, Config};
 use digest::{Summary, TableDigest};
 use progress::{Progress, render_table};
-use tables::{Bound, Row, Table, Value};
+use tables::{Bound, Row, Table};
 
 /// Exit codes of `decentcom migrate` (also listed in its `--help`).
 pub const EXIT_OK: u8 = 0;
@@ -156,9 +157,11 @@ macro_rules! on {
     };
 }
 
-/// Runs `$body` inside a transaction of the target's connection and commits it.
+/// Runs `$body` inside a transaction of the target's connection, then commits it once `$turn`
+/// (a future) resolves to true; on false, rolls it back and makes the enclosing block return
+/// `Ok(false)`.
 macro_rules! in_transaction {
-    ($db:expr, |$c:ident, $m:ident| $body:expr) => {
+    ($db:expr, $turn:expr, |$c:ident, $m:ident| $body:expr) => {
         match $db {
             #[cfg(feature = "sqlite")]
             Db::SqliteTarget(conn) => {
@@ -168,6 +171,9 @@ macro_rules! in_transaction {
                     let $c: &mut sqlx::SqliteConnection = &mut *tx;
                     use sqlite as $m;
                     $body
+                }
+                if !$turn.await {
+                    return Ok(false);
                 }
                 tx.commit().await?;
             }
@@ -179,6 +185,9 @@ macro_rules! in_transaction {
                     let $c: &mut sqlx::PgConnection = &mut *tx;
                     use postgres as $m;
                     $body
+                }
+                if !$turn.await {
+                    return Ok(false);
                 }
                 tx.commit().await?;
             }
@@ -279,51 +288,24 @@ impl Db {
         Ok(())
     }
 
-    async fn insert_batch(&mut self, table: Table, rows: &[Row]) -> Result<()> {
+    /// Writes one page of `table` in one transaction, committed once `turn` resolves to true
+    /// (false: rolled back, and `Ok(false)` returned). A page of messages carries the threads
+    /// whose parent message is in it (messages and threads refer to each other).
+    async fn write_page(
+        &mut self,
+        table: Table,
+        mut rows: Vec<Row>,
+        threads: &[Row],
+        turn: impl Future<Output = bool>,
+    ) -> Result<bool> {
         let run = async {
-            in_transaction!(self, |c, m| m::insert(c, table, rows).await?);
-            Ok::<_, sqlx::Error>(())
+            in_transaction!(self, turn, |c, m| match table {
+                Table::Messages => m::insert_messages(c, &mut rows, threads).await?,
+                _ => m::insert(c, table, &rows).await?,
+            });
+            Ok::<_, sqlx::Error>(true)
         };
         Ok(run.await.wrap_err_with(|| format!("writing {} to the target", table.name()))?)
-    }
-
-    /// Writes a batch of messages together with the threads whose parent message is in it: the
-    /// messages first (a reply whose thread is in `threads` without its `thread_id`), then the
-    /// threads, then those replies' `thread_id`, all in one transaction.
-    async fn insert_messages(&mut self, messages: &[Row], threads: &[Row]) -> Result<()> {
-        let new_threads: HashSet<i64> = threads.iter().map(|t| tables::int(&t[tables::THREAD_ID])).collect();
-        let mut fixups = Vec::new();
-        let rows: Vec<Row>;
-        let messages = if new_threads.is_empty() {
-            messages
-        } else {
-            rows = messages
-                .iter()
-                .map(|m| match tables::opt_int(&m[tables::MESSAGE_THREAD_ID]) {
-                    Some(thread) if new_threads.contains(&thread) => {
-                        fixups.push((tables::int(&m[0]), thread));
-                        let mut m = m.clone();
-                        m[tables::MESSAGE_THREAD_ID] = Value::Null;
-                        m
-                    }
-                    _ => m.clone(),
-                })
-                .collect();
-            &rows
-        };
-        let run = async {
-            in_transaction!(self, |c, m| {
-                m::insert(c, Table::Messages, messages).await?;
-                if !threads.is_empty() {
-                    m::insert(c, Table::Threads, threads).await?;
-                }
-                if !fixups.is_empty() {
-                    m::set_thread_ids(c, &fixups).await?;
-                }
-            });
-            Ok::<_, sqlx::Error>(())
-        };
-        Ok(run.await.wrap_err("writing messages and threads to the target")?)
     }
 
     async fn clear_seeded_roles(&mut self) -> Result<()> {
@@ -355,8 +337,38 @@ impl Db {
         }
     }
 
+    /// PostgreSQL target: does the deferred work (indexes, foreign keys when `foreign_keys`,
+    /// statistics) that only involves the `complete` tables; returns how many pieces it did.
+    async fn restore_ready_indexes(&mut self, complete: &[&str], foreign_keys: bool) -> Result<u64> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Db::PgTarget(conn) => Ok(postgres::restore_ready(conn, complete, foreign_keys)
+                .await
+                .wrap_err("rebuilding the target's indexes and foreign keys (a reference may be broken)")?),
+            _ => {
+                let _ = (complete, foreign_keys); // only PostgreSQL defers any work
+                Ok(0)
+            }
+        }
+    }
+
+    /// Whether the target's indexes are deferred for the load (so a restorer has work to do).
+    fn defers_indexes(&self) -> bool {
+        match self {
+            #[cfg(feature = "postgres")]
+            Db::PgTarget(_) => true,
+            _ => false,
+        }
+    }
+
+    /// SQLite target: refreshes the planner statistics (a PostgreSQL target analyses each table
+    /// as part of its deferred work).
     async fn finish_target(&mut self) -> Result<()> {
-        Ok(on!(self, |c, m| m::finish_target(c).await).wrap_err("analysing the target")?)
+        match self {
+            #[cfg(feature = "sqlite")]
+            Db::SqliteTarget(conn) => Ok(sqlite::finish_target(conn).await.wrap_err("analysing the target")?),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -392,8 +404,9 @@ fn scan_page(batch_size: usize) -> usize {
     batch_size.max(10_000)
 }
 
-/// Reads a whole table (or its first `limit` rows) in key order: its digest and last row.
-async fn scan(db: &mut Db, table: Table, page: usize, limit: Option<u64>) -> Result<(Summary, Option<Row>)> {
+/// Reads a whole table (or its first `limit` rows) in key order: its digest (to be finished or
+/// continued) and last row.
+async fn scan(db: &mut Db, table: Table, page: usize, limit: Option<u64>) -> Result<(TableDigest, Option<Row>)> {
     let mut digest = TableDigest::default();
     let mut bound = Bound::start(table.key());
     let mut last = None;
@@ -414,7 +427,7 @@ async fn scan(db: &mut Db, table: Table, page: usize, limit: Option<u64>) -> Res
             _ => break,
         }
     }
-    Ok((digest.finish(), last))
+    Ok((digest, last))
 }
 
 /// One table's line of the verification.
@@ -431,9 +444,9 @@ async fn verify(source: &mut Db, target: &mut Db, page: usize, progress: &Progre
     for table in Table::ALL {
         let bar = progress.table(&format!("verify {}", table.name()), 2);
         let (s, t) = tokio::join!(scan(source, table, page, None), scan(target, table, page, None));
-        let ((source_summary, source_last), (target_summary, _)) = (s?, t?);
+        let ((source_digest, source_last), (target_digest, _)) = (s?, t?);
         bar.finish_and_clear();
-        out.push(Verified { table, source: source_summary, target: target_summary, source_last });
+        out.push(Verified { table, source: source_digest.finish(), target: target_digest.finish(), source_last });
     }
     Ok(out)
 }
@@ -459,12 +472,6 @@ fn mismatches(lines: &[Verified]) -> Vec<String> {
     lines.iter().filter(|v| v.source != v.target).map(|v| v.table.name().to_owned()).collect()
 }
 
-/// Where the copy of one table resumes, and how many target rows are already there.
-struct Start {
-    bound: Option<Bound>,
-    present: u64,
-}
-
 /// Checks what an interrupted run left in the target: for every table, the target's rows must be
 /// exactly the source's first rows (same count, same digest). Threads are written together with
 /// messages, keyed by their parent message rather than their own id, so they are not a prefix of
@@ -474,120 +481,41 @@ async fn resume_points(
     target: &mut Db,
     page: usize,
     progress: &Progress,
-) -> Result<BTreeMap<&'static str, Start>> {
+) -> Result<BTreeMap<&'static str, copy::Start>> {
     let mut out = BTreeMap::new();
     for table in Table::ALL {
         if table == Table::Threads {
             continue;
         }
-        let (target_summary, target_last) = scan(target, table, page, None).await?;
+        let (target_digest, target_last) = scan(target, table, page, None).await?;
         let start = match target_last {
-            None => Start { bound: Some(Bound::start(table.key())), present: 0 },
+            None => copy::Start::fresh(table),
             Some(last) => {
-                let (source_summary, _) = scan(source, table, page, Some(target_summary.rows)).await?;
-                if source_summary != target_summary {
+                let present = target_digest.rows();
+                let (source_digest, source_last) = scan(source, table, page, Some(present)).await?;
+                if source_digest.clone().finish() != target_digest.clone().finish() {
                     return Err(MigrateError::TargetRefused(format!(
-                        "cannot resume: the target's {} ({} rows) are not the first rows of the source's; the target \
-                         does not hold an interrupted migration of this source",
+                        "cannot resume: the target's {} ({present} rows) are not the first rows of the source's; the \
+                         target does not hold an interrupted migration of this source",
                         table.name(),
-                        target_summary.rows
                     )));
                 }
-                Start { bound: Bound::after(table.key(), &last), present: target_summary.rows }
+                progress.note(format!("resuming {} after {present} rows already copied", table.name()));
+                copy::Start {
+                    bound: Bound::after(table.key(), &last),
+                    present,
+                    source: source_digest,
+                    target: target_digest,
+                    source_last,
+                }
             }
         };
-        if start.present > 0 {
-            progress.note(format!("resuming {} after {} rows already copied", table.name(), start.present));
-        }
         out.insert(table.name(), start);
     }
     Ok(out)
 }
 
-/// One table's line of the copy summary.
-struct CopyLine {
-    table: Table,
-    rows: u64,
-    copied: u64,
-    seconds: f64,
-}
-
-/// Copies every table from its start point, prefetching the next source page while the target
-/// writes the current one.
-async fn copy_tables(
-    source: &mut Db,
-    target: &mut Db,
-    starts: &BTreeMap<&'static str, Start>,
-    totals: &BTreeMap<&'static str, u64>,
-    batch: usize,
-    progress: &Progress,
-) -> Result<Vec<CopyLine>> {
-    let mut lines = Vec::new();
-    for table in Table::ALL {
-        if table == Table::Threads {
-            continue;
-        }
-        let start = &starts[table.name()];
-        let total = totals[table.name()];
-        let bar = progress.table(table.name(), total);
-        bar.set_position(start.present);
-        bar.reset_eta();
-        let began = Instant::now();
-        let mut copied = 0u64;
-        let mut thread_rows = 0u64;
-        if let Some(first) = &start.bound {
-            let mut bound = first.clone();
-            let mut rows = source.page(table, &bound, batch).await?;
-            while !rows.is_empty() {
-                let next =
-                    if rows.len() < batch { None } else { Bound::after(table.key(), rows.last().expect("not empty")) };
-                // The threads whose parent message is in this batch travel with it.
-                let threads = if table == Table::Messages {
-                    let lower = match &bound {
-                        Bound::Int(lower) => *lower,
-                        other => unreachable!("messages are keyed by id, not {other:?}"),
-                    };
-                    let upper = tables::int(&rows.last().expect("not empty")[0]);
-                    source.threads_by_parent(lower, upper).await?
-                } else {
-                    Vec::new()
-                };
-                let write = async {
-                    if table == Table::Messages {
-                        target.insert_messages(&rows, &threads).await
-                    } else {
-                        target.insert_batch(table, &rows).await
-                    }
-                };
-                // Read the next page while the target writes this one.
-                let read = async {
-                    match &next {
-                        Some(b) => source.page(table, b, batch).await,
-                        None => Ok(Vec::new()),
-                    }
-                };
-                let ((), next_rows) = tokio::try_join!(write, read)?;
-                thread_rows += threads.len() as u64;
-                copied += rows.len() as u64;
-                bar.inc(rows.len() as u64);
-                rows = next_rows;
-                match next {
-                    Some(b) => bound = b,
-                    None => break,
-                }
-            }
-        }
-        bar.finish();
-        let seconds = began.elapsed().as_secs_f64();
-        lines.push(CopyLine { table, rows: total, copied, seconds });
-        if table == Table::Messages {
-            lines.push(CopyLine { table: Table::Threads, rows: totals["threads"], copied: thread_rows, seconds });
-        }
-    }
-    Ok(lines)
-}
-
-fn copy_table(lines: &[CopyLine]) -> String {
+fn copy_table(lines: &[copy::Copied]) -> String {
     let rows: Vec<Vec<String>> = lines
         .iter()
         .map(|l| {
@@ -720,78 +648,113 @@ pub async fn run(config: &Config, options: &Options) -> Result<Outcome> {
     let mut target = Db::open(config, options.to, false).await?;
     prepare_target_schema(&mut target, &target_name, !options.verify_only).await?;
 
-    let mut outcome = Outcome::default();
-    if !options.verify_only {
-        progress.note(format!("migrating {source_name} → {target_name}"));
-        let mut others_empty = true;
-        let mut not_empty = Vec::new();
-        for table in Table::ALL {
-            let n = target.count(table).await?;
-            if n > 0 && !matches!(table, Table::Roles | Table::RolePermissions) {
-                others_empty = false;
-                not_empty.push(format!("{} ({n} rows)", table.name()));
-            }
-        }
-        let starts = if others_empty {
-            // Nothing but (at most) the roles the migrations seed, or the roles of an
-            // interrupted run that got no further: start from scratch.
-            target.clear_seeded_roles().await?;
-            target.defer_indexes().await?;
-            Table::ALL.iter().map(|t| (t.name(), Start { bound: Some(Bound::start(t.key())), present: 0 })).collect()
-        } else if options.resume {
-            resume_points(&mut source, &mut target, page, &progress).await?
-        } else {
-            return Err(MigrateError::TargetRefused(format!(
-                "the target {target_name} already holds data: {}; refusing to write to it (use --resume to continue \
-                 an interrupted migration of the same source)",
-                not_empty.join(", ")
-            )));
-        };
-        let lines = copy_tables(&mut source, &mut target, &starts, &totals, options.batch_size, &progress).await?;
-        progress.note("rebuilding indexes and foreign keys");
-        target.restore_indexes().await?;
-        outcome.rows_copied = lines.iter().map(|l| l.copied).sum();
-        say(format!("\n{}", copy_table(&lines)));
+    if options.verify_only {
+        let lines = verify(&mut source, &mut target, page, &progress).await?;
+        return report(&lines, &source_name, &target_name, &say).map(|()| Outcome::default());
+    }
 
-        if let Some(target_media) = media_moves(config) {
-            let rows = media_rows(&mut source, page).await?;
-            let (missing, objects, bytes) = copy_media(config, target_media, &rows, &progress).await?;
-            outcome.media_objects = objects;
-            outcome.media_bytes = bytes;
-            say(format!(
-                "\nmedia: {objects} objects ({bytes} bytes) copied, {} missing in the source\n",
-                missing.len()
-            ));
-            if !missing.is_empty() {
-                if options.allow_missing_media {
-                    progress.note(format!("missing media (allowed): {}", missing.join(", ")));
-                } else {
-                    return Err(MigrateError::MissingMedia(missing));
-                }
+    progress.note(format!("migrating {source_name} → {target_name}"));
+    let mut others_empty = true;
+    let mut not_empty = Vec::new();
+    for table in Table::ALL {
+        let n = target.count(table).await?;
+        if n > 0 && !matches!(table, Table::Roles | Table::RolePermissions) {
+            others_empty = false;
+            not_empty.push(format!("{} ({n} rows)", table.name()));
+        }
+    }
+    let starts = if others_empty {
+        // Nothing but (at most) the roles the migrations seed, or the roles of an
+        // interrupted run that got no further: start from scratch.
+        target.clear_seeded_roles().await?;
+        target.defer_indexes().await?;
+        Table::ALL.iter().map(|t| (t.name(), copy::Start::fresh(*t))).collect()
+    } else if options.resume {
+        resume_points(&mut source, &mut target, page, &progress).await?
+    } else {
+        return Err(MigrateError::TargetRefused(format!(
+            "the target {target_name} already holds data: {}; refusing to write to it (use --resume to continue an \
+             interrupted migration of the same source)",
+            not_empty.join(", ")
+        )));
+    };
+
+    // PostgreSQL takes two writers (one more backend to work), two restorers for the deferred
+    // indexes, and the verifier; SQLite writes through one connection and reads through another.
+    let mut writers = vec![target];
+    let mut restore = Vec::new();
+    if writers[0].defers_indexes() {
+        writers.push(Db::open(config, options.to, false).await?);
+        for _ in 0..2 {
+            restore.push(Db::open(config, options.to, false).await?);
+        }
+    }
+    let verify = Db::open(config, options.to, false).await?;
+    let conns = copy::Connections { source, writers, verify, restore };
+    let (conns, copied) = copy::copy_tables(conns, starts, &totals, options.batch_size, &progress).await?;
+    let copy::Connections { mut source, writers, mut verify, mut restore } = conns;
+    let mut target = writers.into_iter().next().expect("the target connection");
+    if let Some(restore) = restore.first_mut() {
+        restore.restore_indexes().await?;
+    }
+    let mut outcome = Outcome { rows_copied: copied.iter().map(|l| l.copied).sum(), ..Outcome::default() };
+    say(format!("\n{}", copy_table(&copied)));
+
+    // Threads were written in their parent messages' order: scan both sides of them now.
+    let (s, t) =
+        tokio::join!(scan(&mut source, Table::Threads, page, None), scan(&mut verify, Table::Threads, page, None));
+    let ((source_threads, source_threads_last), (target_threads, _)) = (s?, t?);
+    let lines: Vec<Verified> = copied
+        .into_iter()
+        .map(|c| match c.table {
+            Table::Threads => Verified {
+                table: c.table,
+                source: source_threads.clone().finish(),
+                target: target_threads.clone().finish(),
+                source_last: source_threads_last.clone(),
+            },
+            _ => Verified { table: c.table, source: c.source, target: c.target, source_last: c.source_last },
+        })
+        .collect();
+
+    if let Some(target_media) = media_moves(config) {
+        let rows = media_rows(&mut source, page).await?;
+        let (missing, objects, bytes) = copy_media(config, target_media, &rows, &progress).await?;
+        outcome.media_objects = objects;
+        outcome.media_bytes = bytes;
+        say(format!("\nmedia: {objects} objects ({bytes} bytes) copied, {} missing in the source\n", missing.len()));
+        if !missing.is_empty() {
+            if options.allow_missing_media {
+                progress.note(format!("missing media (allowed): {}", missing.join(", ")));
+            } else {
+                return Err(MigrateError::MissingMedia(missing));
             }
         }
     }
 
-    let lines = verify(&mut source, &mut target, page, &progress).await?;
-    if !options.verify_only {
-        // Ids never collide with the copied ones, nor with ids the source had handed out.
-        let counters = source.id_counters().await?;
-        for line in &lines {
-            let table = line.table;
-            if !table.has_serial_id() {
-                continue;
-            }
-            let max_id = line.source_last.as_ref().map_or(0, |r| tables::int(&r[0]));
-            let counter = counters.get(table.name()).copied().unwrap_or(0);
-            target.raise_id_counter(table, max_id.max(counter)).await?;
+    // Ids never collide with the copied ones, nor with ids the source had handed out.
+    let counters = source.id_counters().await?;
+    for line in &lines {
+        let table = line.table;
+        if !table.has_serial_id() {
+            continue;
         }
-        target.finish_target().await?;
+        let max_id = line.source_last.as_ref().map_or(0, |r| tables::int(&r[0]));
+        let counter = counters.get(table.name()).copied().unwrap_or(0);
+        target.raise_id_counter(table, max_id.max(counter)).await?;
     }
-    say(format!("\nverification ({source_name} vs {target_name}):\n{}", verification_table(&lines)));
-    let bad = mismatches(&lines);
+    target.finish_target().await?;
+    report(&lines, &source_name, &target_name, &say)?;
+    Ok(outcome)
+}
+
+/// Prints the verification table; a mismatch in any table is an error naming them.
+fn report(lines: &[Verified], source_name: &str, target_name: &str, say: &impl Fn(String)) -> Result<()> {
+    say(format!("\nverification ({source_name} vs {target_name}):\n{}", verification_table(lines)));
+    let bad = mismatches(lines);
     if !bad.is_empty() {
         return Err(MigrateError::Mismatch(bad));
     }
     say("\nsource and target hold the same rows in every table\n".to_owned());
-    Ok(outcome)
+    Ok(())
 }

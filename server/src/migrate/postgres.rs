@@ -7,13 +7,14 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, Postgres, Transaction};
 
-use super::tables::{Bound, Row, Table, Value, boolean, bytes, int, opt_int, opt_text, text};
+use super::tables::{Bound, Row, Table, Value};
 use crate::config::redact_url;
 use crate::storage::postgres::classify_connect_error;
+
+mod binary_copy;
 
 /// The source: a read-only repeatable-read transaction held open for the whole run.
 pub type Snapshot = Transaction<'static, Postgres>;
@@ -301,359 +302,52 @@ pub async fn threads_by_parent(conn: &mut PgConnection, first: i64, last: i64) -
     ))
 }
 
-// Column arrays for UNNEST.
-
-fn ints(rows: &[Row], i: usize) -> Vec<i64> {
-    rows.iter().map(|r| int(&r[i])).collect()
-}
-
-fn opt_ints(rows: &[Row], i: usize) -> Vec<Option<i64>> {
-    rows.iter().map(|r| opt_int(&r[i])).collect()
-}
-
-fn texts(rows: &[Row], i: usize) -> Vec<String> {
-    rows.iter().map(|r| text(&r[i]).to_owned()).collect()
-}
-
-fn opt_texts(rows: &[Row], i: usize) -> Vec<Option<String>> {
-    rows.iter().map(|r| opt_text(&r[i]).map(str::to_owned)).collect()
-}
-
-fn byteas(rows: &[Row], i: usize) -> Vec<Vec<u8>> {
-    rows.iter().map(|r| bytes(&r[i]).to_vec()).collect()
-}
-
-fn bools(rows: &[Row], i: usize) -> Vec<bool> {
-    rows.iter().map(|r| boolean(&r[i])).collect()
-}
-
-fn micros_to_time(micros: i64) -> Result<DateTime<Utc>, sqlx::Error> {
-    DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| sqlx::Error::Protocol(format!("timestamp {micros} µs is outside PostgreSQL's range")))
-}
-
-fn times(rows: &[Row], i: usize) -> Result<Vec<DateTime<Utc>>, sqlx::Error> {
-    rows.iter().map(|r| micros_to_time(int(&r[i]))).collect()
-}
-
-fn opt_times(rows: &[Row], i: usize) -> Result<Vec<Option<DateTime<Utc>>>, sqlx::Error> {
-    rows.iter().map(|r| opt_int(&r[i]).map(micros_to_time).transpose()).collect()
-}
-
-/// Inserts `rows` into `table` (inside the caller's transaction) with one statement.
+/// Writes `rows` into `table` (inside the caller's transaction) with one binary `COPY`, the
+/// fastest way into PostgreSQL: no statement to plan per batch, and rows go to the heap in bulk.
+///
+/// `COPY … FROM STDIN` is a protocol mode, not a statement the query macros can check or
+/// prepare, so its text is built here; it names only the table and the columns of
+/// [`Table::columns`] (checked against the schema by `tests/schema_parity.rs`). The values travel
+/// as binary COPY data, never in the statement.
 pub async fn insert(conn: &mut PgConnection, table: Table, rows: &[Row]) -> Result<(), sqlx::Error> {
-    match table {
-        Table::Roles => {
-            sqlx::query!(
-        "INSERT INTO roles (id, name, color, position, is_builtin, created_at, updated_at) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::boolean[], $6::timestamptz[], $7::timestamptz[])",
-        &ints(rows, 0),
-        &texts(rows, 1),
-        &opt_texts(rows, 2) as _,
-        &ints(rows, 3),
-        &bools(rows, 4),
-        &times(rows, 5)?,
-        &times(rows, 6)?
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::RolePermissions => {
-            sqlx::query!(
-                "INSERT INTO role_permissions (role_id, permission) SELECT * FROM UNNEST($1::bigint[], $2::text[])",
-                &ints(rows, 0),
-                &texts(rows, 1)
-            )
-            .execute(&mut *conn)
-            .await?;
-        }
-        Table::Media => {
-            sqlx::query!(
-        "INSERT INTO media (id, content_hash, object_key, bucket, size_bytes, mime_type, uploaded_by, uploaded_at) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::timestamptz[])",
-        &ints(rows, 0),
-        &texts(rows, 1),
-        &texts(rows, 2),
-        &opt_texts(rows, 3) as _,
-        &ints(rows, 4),
-        &texts(rows, 5),
-        &opt_ints(rows, 6) as _,
-        &times(rows, 7)?
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::Users => {
-            sqlx::query!(
-        "INSERT INTO users (id, pubkey, display_name, avatar_hash, is_bot, created_at) SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::text[], $5::boolean[], $6::timestamptz[])",
-        &ints(rows, 0),
-        &byteas(rows, 1),
-        &opt_texts(rows, 2) as _,
-        &opt_texts(rows, 3) as _,
-        &bools(rows, 4),
-        &times(rows, 5)?
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::Members => {
-            sqlx::query!(
-                "INSERT INTO members (user_id, joined_at) SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[])",
-                &ints(rows, 0),
-                &times(rows, 1)?
-            )
-            .execute(&mut *conn)
-            .await?;
-        }
-        Table::MemberRoles => {
-            sqlx::query!(
-        "INSERT INTO member_roles (user_id, role_id, assigned_at) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[])",
-        &ints(rows, 0),
-        &ints(rows, 1),
-        &times(rows, 2)?
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::Categories => {
-            sqlx::query!(
-        "INSERT INTO categories (id, name, position, created_at) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[])",
-        &ints(rows, 0),
-        &texts(rows, 1),
-        &ints(rows, 2),
-        &times(rows, 3)?
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::Channels => {
-            sqlx::query!(
-        "INSERT INTO channels (id, kind, name, topic, category_id, position, created_at, updated_at) SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::timestamptz[], $8::timestamptz[])",
-        &ints(rows, 0),
-        &texts(rows, 1),
-        &opt_texts(rows, 2) as _,
-        &opt_texts(rows, 3) as _,
-        &opt_ints(rows, 4) as _,
-        &ints(rows, 5),
-        &times(rows, 6)?,
-        &times(rows, 7)?
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::ChannelPermissionOverrides => {
-            sqlx::query!(
-        "INSERT INTO channel_permission_overrides (channel_id, role_id, allow_bits, deny_bits) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[])",
-        &ints(rows, 0),
-        &ints(rows, 1),
-        &ints(rows, 2),
-        &ints(rows, 3)
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::Dms => {
-            sqlx::query!(
-        "INSERT INTO dms (channel_id, user_low, user_high, created_at, last_message_at) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::timestamptz[])",
-        &ints(rows, 0),
-        &ints(rows, 1),
-        &ints(rows, 2),
-        &times(rows, 3)?,
-        &opt_times(rows, 4)? as _
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::DmParticipants => {
-            sqlx::query!(
-        "INSERT INTO dm_participants (channel_id, user_id, is_open, last_read_at) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::boolean[], $4::timestamptz[])",
-        &ints(rows, 0),
-        &ints(rows, 1),
-        &bools(rows, 2),
-        &opt_times(rows, 3)? as _
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::Messages => {
-            sqlx::query!(
-        "INSERT INTO messages (id, channel_id, author_id, thread_id, content, search_text, created_at, edited_at, deleted_at) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])",
-        &ints(rows, 0),
-        &ints(rows, 1),
-        &ints(rows, 2),
-        &opt_ints(rows, 3) as _,
-        &texts(rows, 4),
-        &texts(rows, 5),
-        &times(rows, 6)?,
-        &opt_times(rows, 7)? as _,
-        &opt_times(rows, 8)? as _
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::Threads => {
-            sqlx::query!(
-        "INSERT INTO threads (id, channel_id, parent_message_id, creator_id, created_at, reply_count, last_reply_at, last_reply_author_id) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::bigint[], $7::timestamptz[], $8::bigint[])",
-        &ints(rows, 0),
-        &ints(rows, 1),
-        &ints(rows, 2),
-        &ints(rows, 3),
-        &times(rows, 4)?,
-        &ints(rows, 5),
-        &opt_times(rows, 6)? as _,
-        &opt_ints(rows, 7) as _
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::ThreadFollowers => {
-            sqlx::query!(
-        "INSERT INTO thread_followers (thread_id, user_id, followed_at, last_read_at) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[])",
-        &ints(rows, 0),
-        &ints(rows, 1),
-        &times(rows, 2)?,
-        &opt_times(rows, 3)? as _
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::Reactions => {
-            sqlx::query!(
-        "INSERT INTO reactions (id, message_id, user_id, emoji, created_at) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[])",
-        &ints(rows, 0),
-        &ints(rows, 1),
-        &ints(rows, 2),
-        &texts(rows, 3),
-        &times(rows, 4)?
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::Attachments => {
-            sqlx::query!(
-        "INSERT INTO attachments (id, message_id, channel_id, uploader_id, content_hash, filename, size_bytes, mime_type, width, height, created_at, deleted_at) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[], $11::timestamptz[], $12::timestamptz[])",
-        &ints(rows, 0),
-        &opt_ints(rows, 1) as _,
-        &ints(rows, 2),
-        &ints(rows, 3),
-        &texts(rows, 4),
-        &texts(rows, 5),
-        &ints(rows, 6),
-        &texts(rows, 7),
-        &opt_ints(rows, 8) as _,
-        &opt_ints(rows, 9) as _,
-        &times(rows, 10)?,
-        &opt_times(rows, 11)? as _
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::DeviceKeys => {
-            sqlx::query!(
-        "INSERT INTO device_keys (id, device_pubkey, user_id, device_name, permissions, issued_at, expires_at, certificate, signature, created_at, revoked_at) SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::bigint[], $4::text[], $5::bigint[], $6::timestamptz[], $7::timestamptz[], $8::bytea[], $9::bytea[], $10::timestamptz[], $11::timestamptz[])",
-        &ints(rows, 0),
-        &byteas(rows, 1),
-        &ints(rows, 2),
-        &texts(rows, 3),
-        &ints(rows, 4),
-        &times(rows, 5)?,
-        &opt_times(rows, 6)? as _,
-        &byteas(rows, 7),
-        &byteas(rows, 8),
-        &times(rows, 9)?,
-        &opt_times(rows, 10)? as _
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::Sessions => {
-            sqlx::query!(
-        "INSERT INTO sessions (id, token_hash, user_id, device_key_id, is_read_only, created_at, expires_at) SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::bigint[], $4::bigint[], $5::boolean[], $6::timestamptz[], $7::timestamptz[])",
-        &ints(rows, 0),
-        &byteas(rows, 1),
-        &ints(rows, 2),
-        &opt_ints(rows, 3) as _,
-        &bools(rows, 4),
-        &times(rows, 5)?,
-        &times(rows, 6)?
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::AuthChallenges => {
-            sqlx::query!(
-        "INSERT INTO auth_challenges (pubkey, nonce, is_bot, created_at, expires_at) SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::boolean[], $4::timestamptz[], $5::timestamptz[])",
-        &byteas(rows, 0),
-        &byteas(rows, 1),
-        &bools(rows, 2),
-        &times(rows, 3)?,
-        &times(rows, 4)?
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::Bans => {
-            sqlx::query!(
-        "INSERT INTO bans (pubkey, banned_by, reason, banned_at) SELECT * FROM UNNEST($1::bytea[], $2::bigint[], $3::text[], $4::timestamptz[])",
-        &byteas(rows, 0),
-        &ints(rows, 1),
-        &opt_texts(rows, 2) as _,
-        &times(rows, 3)?
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::Allowlist => {
-            sqlx::query!(
-        "INSERT INTO allowlist (pubkey, added_by, added_at) SELECT * FROM UNNEST($1::bytea[], $2::bigint[], $3::timestamptz[])",
-        &byteas(rows, 0),
-        &ints(rows, 1),
-        &times(rows, 2)?
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::BotApprovals => {
-            sqlx::query!(
-        "INSERT INTO bot_approvals (user_id, requested_at, approved_by, approved_at, revoked_at, note) SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[])",
-        &ints(rows, 0),
-        &times(rows, 1)?,
-        &opt_ints(rows, 2) as _,
-        &opt_times(rows, 3)? as _,
-        &opt_times(rows, 4)? as _,
-        &opt_texts(rows, 5) as _
-    )
-    .execute(&mut *conn)
-    .await?;
-        }
-        Table::Invites => {
-            sqlx::query!(
-        "INSERT INTO invites (code, created_by, grant_role_id, max_uses, use_count, expires_at, created_at) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::timestamptz[], $7::timestamptz[])",
-        &texts(rows, 0),
-        &ints(rows, 1),
-        &opt_ints(rows, 2) as _,
-        &ints(rows, 3),
-        &ints(rows, 4),
-        &opt_times(rows, 5)? as _,
-        &times(rows, 6)?
-    )
-    .execute(&mut *conn)
-    .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let data = binary_copy::encode(table, rows)?;
+    let columns: Vec<&str> = table.columns().iter().map(|(name, _)| *name).collect();
+    let statement = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", table.name(), columns.join(", "));
+    let mut copy = conn.copy_in_raw(&statement).await?;
+    let mut sent = Ok(());
+    for chunk in data.chunks(COPY_CHUNK) {
+        if let Err(err) = copy.send(chunk).await {
+            sent = Err(err);
+            break;
         }
     }
-    Ok(())
+    match sent {
+        Ok(()) => copy.finish().await.map(drop),
+        Err(err) => {
+            // Leaves the connection usable (the transaction rolls back); the send's error is
+            // the one that matters.
+            let _ = copy.abort(err.to_string()).await;
+            Err(err)
+        }
+    }
 }
 
-/// Sets `messages.thread_id` of messages inserted before their thread: `(message id, thread id)`.
-pub async fn set_thread_ids(conn: &mut PgConnection, pairs: &[(i64, i64)]) -> Result<(), sqlx::Error> {
-    let (messages, threads): (Vec<i64>, Vec<i64>) = pairs.iter().copied().unzip();
-    sqlx::query!(
-        "UPDATE messages SET thread_id = u.thread_id FROM UNNEST($1::bigint[], $2::bigint[]) AS u (id, thread_id)
-         WHERE messages.id = u.id",
-        &messages,
-        &threads
-    )
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+/// Bytes per COPY data message.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Writes a page of messages and the threads whose parent message is among them. The target's
+/// foreign keys are deferred for the load (see [`defer_indexes`]), so a reply may name its thread
+/// before the thread's row is written.
+pub async fn insert_messages(
+    conn: &mut PgConnection,
+    messages: &mut [Row],
+    threads: &[Row],
+) -> Result<(), sqlx::Error> {
+    insert(conn, Table::Messages, messages).await?;
+    insert(conn, Table::Threads, threads).await
 }
 
 /// Removes the roles (and their permissions) the migrations seed, so the source's own versions
@@ -664,12 +358,6 @@ pub async fn clear_seeded_roles(conn: &mut PgConnection) -> Result<(), sqlx::Err
     sqlx::query!("/* pg */ DELETE FROM role_permissions").execute(&mut *tx).await?;
     sqlx::query!("/* pg */ DELETE FROM roles").execute(&mut *tx).await?;
     tx.commit().await
-}
-
-/// Refreshes the planner statistics after loading.
-pub async fn finish_target(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query!("/* pg */ ANALYZE").execute(&mut *conn).await?;
-    Ok(())
 }
 
 /// The largest id each `BIGSERIAL` sequence has handed out, by table name (sequences never used
@@ -708,61 +396,80 @@ pub async fn has_migrations_table(conn: &mut PgConnection) -> Result<bool, sqlx:
         .await
 }
 
-/// The bookkeeping table that holds, while a load is under way, the definitions of the secondary
-/// indexes and foreign keys dropped for it. Created and filled in the transaction that drops
-/// them, removed in the one that restores them, so an interrupted run always knows what to
-/// restore. It is not part of the schema the query macros are checked against, so the statements
-/// on it are plain text (as are the DDL statements built from catalog names and definitions,
-/// which no macro can express).
+/// The bookkeeping table that holds, while a load is under way, the work left to finish the
+/// target: the definitions of the secondary indexes and foreign keys dropped for the load, and
+/// the `ANALYZE` of every table. Created and filled in the transaction that drops them; each
+/// row removed in the transaction that does its work, so an interrupted run always knows what is
+/// left. It is not part of the schema the query macros are checked against, so the statements on
+/// it are plain text (as are the DDL statements built from catalog names and definitions, which
+/// no macro can express).
 const DEFERRED_TABLE: &str = "_decentcom_migrate_deferred";
 
 /// Drops the target's secondary indexes and foreign keys for the bulk load (unless an interrupted
-/// run already did), remembering their definitions; [`restore_indexes`] puts them back. Keeping
+/// run already did), remembering their definitions; [`restore_ready`] puts them back. Keeping
 /// them would make PostgreSQL maintain every index (the full-text GIN index above all) and check
-/// every reference row by row; rebuilding and validating them once at the end is much cheaper.
+/// every reference row by row; rebuilding and validating them once per table is much cheaper.
 pub async fn defer_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     if deferred_table_exists(conn).await? {
         return Ok(());
     }
+    // Only the copied tables' (others, such as the event bus's, stay empty and keep theirs).
+    let copied: Vec<String> = Table::ALL.iter().map(|t| t.name().to_owned()).collect();
     let mut tx = conn.begin().await?;
     let indexes = sqlx::query!(
-        r#"/* pg */ SELECT i.indexrelid::regclass::text AS "name!", pg_get_indexdef(i.indexrelid) AS "definition!"
+        r#"/* pg */ SELECT i.indexrelid::regclass::text AS "name!", c.relname::text AS "table!",
+                  pg_get_indexdef(i.indexrelid) AS "definition!"
            FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
-           WHERE c.relnamespace = current_schema()::regnamespace AND c.relname <> '_sqlx_migrations'
+           WHERE c.relnamespace = current_schema()::regnamespace AND c.relname::text = ANY($1)
              AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
-           ORDER BY 1"#
+           ORDER BY 1"#,
+        &copied
     )
     .fetch_all(&mut *tx)
     .await?;
     let foreign_keys = sqlx::query!(
-        r#"/* pg */ SELECT conrelid::regclass::text AS "table!", quote_ident(conname) AS "name!",
-                  pg_get_constraintdef(oid) AS "definition!"
-           FROM pg_constraint WHERE contype = 'f' AND connamespace = current_schema()::regnamespace
-           ORDER BY conname"#
+        r#"/* pg */ SELECT conrelid::regclass::text AS "qualified!", quote_ident(conname) AS "name!",
+                  t.relname::text AS "table!", r.relname::text AS "refers_to!",
+                  pg_get_constraintdef(k.oid) AS "definition!"
+           FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid
+           WHERE k.contype = 'f' AND k.connamespace = current_schema()::regnamespace AND t.relname::text = ANY($1)
+           ORDER BY conname"#,
+        &copied
     )
     .fetch_all(&mut *tx)
     .await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE TABLE {DEFERRED_TABLE} (seq BIGSERIAL PRIMARY KEY, restore TEXT NOT NULL)"
+        "CREATE TABLE {DEFERRED_TABLE} (seq BIGSERIAL PRIMARY KEY, table_name TEXT NOT NULL, refers_to TEXT, \
+         locks_one_table BOOLEAN NOT NULL, work TEXT NOT NULL)"
     )))
     .execute(&mut *tx)
     .await?;
-    // Restored in this order: indexes first, so that validating the foreign keys can use them.
-    let mut restore = Vec::new();
+    // Done in this order: a table's indexes, so that validating foreign keys can use them, then
+    // its foreign keys, then its statistics.
+    let mut work = Vec::new();
     let mut drop = Vec::new();
     for index in &indexes {
-        restore.push(index.definition.clone());
+        work.push((index.table.as_str(), None, index.definition.clone()));
         drop.push(format!("DROP INDEX {}", index.name));
     }
     for key in &foreign_keys {
-        restore.push(format!("ALTER TABLE {} ADD CONSTRAINT {} {}", key.table, key.name, key.definition));
-        drop.push(format!("ALTER TABLE {} DROP CONSTRAINT {}", key.table, key.name));
+        let statement = format!("ALTER TABLE {} ADD CONSTRAINT {} {}", key.qualified, key.name, key.definition);
+        work.push((key.table.as_str(), Some(key.refers_to.as_str()), statement));
+        drop.push(format!("ALTER TABLE {} DROP CONSTRAINT {}", key.qualified, key.name));
     }
-    for statement in &restore {
-        sqlx::query(sqlx::AssertSqlSafe(format!("INSERT INTO {DEFERRED_TABLE} (restore) VALUES ($1)")))
-            .bind(statement)
-            .execute(&mut *tx)
-            .await?;
+    for table in Table::ALL {
+        work.push((table.name(), None, format!("ANALYZE {}", table.name())));
+    }
+    for (table, refers_to, statement) in &work {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {DEFERRED_TABLE} (table_name, refers_to, locks_one_table, work) VALUES ($1, $2, $3, $4)"
+        )))
+        .bind(table)
+        .bind(refers_to)
+        .bind(refers_to.is_none())
+        .bind(statement)
+        .execute(&mut *tx)
+        .await?;
     }
     for statement in drop {
         sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
@@ -776,20 +483,51 @@ async fn deferred_table_exists(conn: &mut PgConnection) -> Result<bool, sqlx::Er
         .await
 }
 
-/// Recreates the indexes and foreign keys [`defer_indexes`] dropped (validating every reference)
-/// and removes the bookkeeping table, in one transaction. Nothing when none were deferred.
-pub async fn restore_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+/// Does the deferred work (index, foreign key, statistics) that involves only `complete` tables
+/// (fully copied), one piece per transaction together with the removal of its bookkeeping row,
+/// so a run killed half-way knows exactly what is left. Several connections may do this at
+/// once: each takes the next piece nobody holds (`SKIP LOCKED`). A foreign key locks two tables,
+/// so two of them built at once could deadlock (`messages` and `threads` refer to each other):
+/// only a connection with `foreign_keys` takes them. Returns how many pieces it did.
+pub async fn restore_ready(conn: &mut PgConnection, complete: &[&str], foreign_keys: bool) -> Result<u64, sqlx::Error> {
     if !deferred_table_exists(conn).await? {
-        return Ok(());
+        return Ok(0);
     }
-    let mut tx = conn.begin().await?;
-    let statements: Vec<(String,)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT restore FROM {DEFERRED_TABLE} ORDER BY seq")))
-            .fetch_all(&mut *tx)
+    let complete: Vec<String> = complete.iter().map(|t| (*t).to_owned()).collect();
+    let mut done = 0;
+    loop {
+        let mut tx = conn.begin().await?;
+        let next: Option<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT seq, work FROM {DEFERRED_TABLE}
+             WHERE table_name = ANY($1) AND (refers_to IS NULL OR refers_to = ANY($1)) AND (locks_one_table OR $2)
+             ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
+        )))
+        .bind(&complete)
+        .bind(foreign_keys)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((seq, work)) = next else {
+            // Ended explicitly: a transaction merely dropped is rolled back only when the
+            // connection is next used, and until then its lock on the bookkeeping table would
+            // keep the final `DROP TABLE` waiting.
+            tx.rollback().await?;
+            return Ok(done);
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(work)).execute(&mut *tx).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {DEFERRED_TABLE} WHERE seq = $1")))
+            .bind(seq)
+            .execute(&mut *tx)
             .await?;
-    for (statement,) in statements {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
+        tx.commit().await?;
+        done += 1;
     }
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {DEFERRED_TABLE}"))).execute(&mut *tx).await?;
-    tx.commit().await
+}
+
+/// Does whatever deferred work is left (see [`restore_ready`]), validating every reference,
+/// then removes the bookkeeping table. Nothing when nothing was deferred.
+pub async fn restore_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let all: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+    restore_ready(conn, &all, true).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {DEFERRED_TABLE}"))).execute(&mut *conn).await?;
+    Ok(())
 }

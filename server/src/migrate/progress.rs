@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+#[derive(Clone)]
 pub struct Progress {
     bars: MultiProgress,
     quiet: bool,

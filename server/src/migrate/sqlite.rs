@@ -3,16 +3,22 @@
 //! macro; the per-table statements are spelled out in full so each can be read (and is checked)
 //! on its own.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Sqlite, Transaction};
 
-use super::tables::{Bound, Row, Table, Value, boolean, bytes, int, opt_int, opt_text, text};
+use super::tables::{Bound, MESSAGE_THREAD_ID, Row, THREAD_ID, Table, Value, int, opt_int};
 
 /// The source: a read transaction held open for the whole run (one consistent snapshot).
 pub type Snapshot = Transaction<'static, Sqlite>;
+
+/// Rows sqlx's SQLite worker thread may read ahead of the reader. The default (50) makes the
+/// worker and the reader wake each other every few rows, which cost more than reading itself on
+/// a whole-table scan; a page's worth lets the worker run ahead.
+const ROW_BUFFER: usize = 10_000;
 
 /// Opens `path` read-only and starts the read transaction every source query runs in. A missing
 /// file is an error (never created).
@@ -24,7 +30,8 @@ pub async fn open_source(path: &Path) -> eyre::Result<Snapshot> {
         .filename(path)
         .read_only(true)
         .create_if_missing(false)
-        .busy_timeout(Duration::from_secs(30));
+        .busy_timeout(Duration::from_secs(30))
+        .row_buffer_size(ROW_BUFFER);
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(options)
@@ -52,7 +59,12 @@ pub async fn open_target(path: &Path) -> eyre::Result<SqliteConnection> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(30));
+        .busy_timeout(Duration::from_secs(30))
+        // Loading touches every page of the growing tables and indexes again and again: keep
+        // them in SQLite's cache (up to 256 MiB, taken only as the file grows) rather than
+        // re-reading them from the OS's (the default cache is 2 MiB).
+        .pragma("cache_size", "-262144")
+        .row_buffer_size(ROW_BUFFER);
     SqliteConnection::connect_with(&options)
         .await
         .map_err(|e| eyre::eyre!("cannot open the SQLite database {}: {e}", path.display()))
@@ -302,354 +314,210 @@ pub async fn threads_by_parent(conn: &mut SqliteConnection, first: i64, last: i6
     ))
 }
 
-/// Inserts `rows` into `table` (inside the caller's transaction), one prepared statement per
-/// table reused for every row.
-pub async fn insert(conn: &mut SqliteConnection, table: Table, rows: &[Row]) -> Result<(), sqlx::Error> {
-    match table {
-        Table::Roles => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO roles (id, name, color, position, is_builtin, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            int(&r[0]),
-            text(&r[1]),
-            opt_text(&r[2]),
-            int(&r[3]),
-            boolean(&r[4]),
-            int(&r[5]),
-            int(&r[6])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
-        }
-        Table::RolePermissions => {
-            for r in rows {
-                sqlx::query!(
-                    "INSERT INTO role_permissions (role_id, permission) VALUES (?, ?)",
-                    int(&r[0]),
-                    text(&r[1])
-                )
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        Table::Media => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO media (id, content_hash, object_key, bucket, size_bytes, mime_type, uploaded_by, uploaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            int(&r[0]),
-            text(&r[1]),
-            text(&r[2]),
-            opt_text(&r[3]),
-            int(&r[4]),
-            text(&r[5]),
-            opt_int(&r[6]),
-            int(&r[7])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
-        }
-        Table::Users => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO users (id, pubkey, display_name, avatar_hash, is_bot, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            int(&r[0]),
-            bytes(&r[1]),
-            opt_text(&r[2]),
-            opt_text(&r[3]),
-            boolean(&r[4]),
-            int(&r[5])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
-        }
-        Table::Members => {
-            for r in rows {
-                sqlx::query!("INSERT INTO members (user_id, joined_at) VALUES (?, ?)", int(&r[0]), int(&r[1]))
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-        Table::MemberRoles => {
-            for r in rows {
-                sqlx::query!(
-                    "INSERT INTO member_roles (user_id, role_id, assigned_at) VALUES (?, ?, ?)",
-                    int(&r[0]),
-                    int(&r[1]),
-                    int(&r[2])
-                )
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        Table::Categories => {
-            for r in rows {
-                sqlx::query!(
-                    "INSERT INTO categories (id, name, position, created_at) VALUES (?, ?, ?, ?)",
-                    int(&r[0]),
-                    text(&r[1]),
-                    int(&r[2]),
-                    int(&r[3])
-                )
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        Table::Channels => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO channels (id, kind, name, topic, category_id, position, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            int(&r[0]),
-            text(&r[1]),
-            opt_text(&r[2]),
-            opt_text(&r[3]),
-            opt_int(&r[4]),
-            int(&r[5]),
-            int(&r[6]),
-            int(&r[7])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
-        }
-        Table::ChannelPermissionOverrides => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO channel_permission_overrides (channel_id, role_id, allow_bits, deny_bits) VALUES (?, ?, ?, ?)",
-            int(&r[0]),
-            int(&r[1]),
-            int(&r[2]),
-            int(&r[3])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
-        }
-        Table::Dms => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO dms (channel_id, user_low, user_high, created_at, last_message_at) VALUES (?, ?, ?, ?, ?)",
-            int(&r[0]),
-            int(&r[1]),
-            int(&r[2]),
-            int(&r[3]),
-            opt_int(&r[4])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
-        }
-        Table::DmParticipants => {
-            for r in rows {
-                sqlx::query!(
-                    "INSERT INTO dm_participants (channel_id, user_id, is_open, last_read_at) VALUES (?, ?, ?, ?)",
-                    int(&r[0]),
-                    int(&r[1]),
-                    boolean(&r[2]),
-                    opt_int(&r[3])
-                )
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        Table::Messages => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO messages (id, channel_id, author_id, thread_id, content, search_text, created_at, edited_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            int(&r[0]),
-            int(&r[1]),
-            int(&r[2]),
-            opt_int(&r[3]),
-            text(&r[4]),
-            text(&r[5]),
-            int(&r[6]),
-            opt_int(&r[7]),
-            opt_int(&r[8])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
-        }
-        Table::Threads => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO threads (id, channel_id, parent_message_id, creator_id, created_at, reply_count, last_reply_at, last_reply_author_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            int(&r[0]),
-            int(&r[1]),
-            int(&r[2]),
-            int(&r[3]),
-            int(&r[4]),
-            int(&r[5]),
-            opt_int(&r[6]),
-            opt_int(&r[7])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
-        }
-        Table::ThreadFollowers => {
-            for r in rows {
-                sqlx::query!(
-                    "INSERT INTO thread_followers (thread_id, user_id, followed_at, last_read_at) VALUES (?, ?, ?, ?)",
-                    int(&r[0]),
-                    int(&r[1]),
-                    int(&r[2]),
-                    opt_int(&r[3])
-                )
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        Table::Reactions => {
-            for r in rows {
-                sqlx::query!(
-                    "INSERT INTO reactions (id, message_id, user_id, emoji, created_at) VALUES (?, ?, ?, ?, ?)",
-                    int(&r[0]),
-                    int(&r[1]),
-                    int(&r[2]),
-                    text(&r[3]),
-                    int(&r[4])
-                )
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        Table::Attachments => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO attachments (id, message_id, channel_id, uploader_id, content_hash, filename, size_bytes, mime_type, width, height, created_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            int(&r[0]),
-            opt_int(&r[1]),
-            int(&r[2]),
-            int(&r[3]),
-            text(&r[4]),
-            text(&r[5]),
-            int(&r[6]),
-            text(&r[7]),
-            opt_int(&r[8]),
-            opt_int(&r[9]),
-            int(&r[10]),
-            opt_int(&r[11])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
-        }
-        Table::DeviceKeys => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO device_keys (id, device_pubkey, user_id, device_name, permissions, issued_at, expires_at, certificate, signature, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            int(&r[0]),
-            bytes(&r[1]),
-            int(&r[2]),
-            text(&r[3]),
-            int(&r[4]),
-            int(&r[5]),
-            opt_int(&r[6]),
-            bytes(&r[7]),
-            bytes(&r[8]),
-            int(&r[9]),
-            opt_int(&r[10])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
-        }
-        Table::Sessions => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO sessions (id, token_hash, user_id, device_key_id, is_read_only, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            int(&r[0]),
-            bytes(&r[1]),
-            int(&r[2]),
-            opt_int(&r[3]),
-            boolean(&r[4]),
-            int(&r[5]),
-            int(&r[6])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
-        }
-        Table::AuthChallenges => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO auth_challenges (pubkey, nonce, is_bot, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-            bytes(&r[0]),
-            bytes(&r[1]),
-            boolean(&r[2]),
-            int(&r[3]),
-            int(&r[4])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
-        }
-        Table::Bans => {
-            for r in rows {
-                sqlx::query!(
-                    "INSERT INTO bans (pubkey, banned_by, reason, banned_at) VALUES (?, ?, ?, ?)",
-                    bytes(&r[0]),
-                    int(&r[1]),
-                    opt_text(&r[2]),
-                    int(&r[3])
-                )
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        Table::Allowlist => {
-            for r in rows {
-                sqlx::query!(
-                    "INSERT INTO allowlist (pubkey, added_by, added_at) VALUES (?, ?, ?)",
-                    bytes(&r[0]),
-                    int(&r[1]),
-                    int(&r[2])
-                )
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        Table::BotApprovals => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO bot_approvals (user_id, requested_at, approved_by, approved_at, revoked_at, note) VALUES (?, ?, ?, ?, ?, ?)",
-            int(&r[0]),
-            int(&r[1]),
-            opt_int(&r[2]),
-            opt_int(&r[3]),
-            opt_int(&r[4]),
-            opt_text(&r[5])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
-        }
-        Table::Invites => {
-            for r in rows {
-                sqlx::query!(
-            "INSERT INTO invites (code, created_by, grant_role_id, max_uses, use_count, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            text(&r[0]),
-            int(&r[1]),
-            opt_int(&r[2]),
-            int(&r[3]),
-            int(&r[4]),
-            opt_int(&r[5]),
-            int(&r[6])
-        )
-        .execute(&mut *conn)
-        .await?;
-            }
+/// A page of canonical rows as a JSON array of arrays, the single parameter of the `INSERT`s
+/// below: integers and text as themselves (`->>` gives back an INTEGER or a TEXT), bytes as hex
+/// (`unhex` turns them back into a BLOB), booleans as 1 and 0 (SQLite's booleans), NULL as null.
+struct JsonRows<'a>(&'a [Row]);
+
+impl serde::Serialize for JsonRows<'_> {
+    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        out.collect_seq(self.0.iter().map(JsonRow))
+    }
+}
+
+struct JsonRow<'a>(&'a Row);
+
+impl serde::Serialize for JsonRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        out.collect_seq(self.0.iter().map(JsonValue))
+    }
+}
+
+struct JsonValue<'a>(&'a Value);
+
+impl serde::Serialize for JsonValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => out.serialize_unit(),
+            Value::Int(i) => out.serialize_i64(*i),
+            Value::Text(text) => out.serialize_str(text),
+            Value::Bytes(bytes) => out.serialize_str(&hex::encode(bytes)),
+            Value::Bool(b) => out.serialize_i64(i64::from(*b)),
         }
     }
+}
+
+/// Inserts `rows` into `table` (inside the caller's transaction) with one statement: the page
+/// travels as a single JSON parameter (see [`JsonRows`]) that `jsonb_each` unpacks into rows, so
+/// a page costs one round trip to SQLite's worker thread instead of one per row.
+pub async fn insert(conn: &mut SqliteConnection, table: Table, rows: &[Row]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_string(&JsonRows(rows)).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    match table {
+        Table::Roles => sqlx::query!(
+            "INSERT INTO roles (id, name, color, position, is_builtin, created_at, updated_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::RolePermissions => sqlx::query!(
+            "INSERT INTO role_permissions (role_id, permission) SELECT value ->> 0, value ->> 1 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Media => sqlx::query!(
+            "INSERT INTO media (id, content_hash, object_key, bucket, size_bytes, mime_type, uploaded_by, uploaded_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Users => sqlx::query!(
+            "INSERT INTO users (id, pubkey, display_name, avatar_hash, is_bot, created_at) SELECT value ->> 0, unhex(value ->> 1), value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Members => sqlx::query!(
+            "INSERT INTO members (user_id, joined_at) SELECT value ->> 0, value ->> 1 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::MemberRoles => sqlx::query!(
+            "INSERT INTO member_roles (user_id, role_id, assigned_at) SELECT value ->> 0, value ->> 1, value ->> 2 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Categories => sqlx::query!(
+            "INSERT INTO categories (id, name, position, created_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Channels => sqlx::query!(
+            "INSERT INTO channels (id, kind, name, topic, category_id, position, created_at, updated_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::ChannelPermissionOverrides => sqlx::query!(
+            "INSERT INTO channel_permission_overrides (channel_id, role_id, allow_bits, deny_bits) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Dms => sqlx::query!(
+            "INSERT INTO dms (channel_id, user_low, user_high, created_at, last_message_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::DmParticipants => sqlx::query!(
+            "INSERT INTO dm_participants (channel_id, user_id, is_open, last_read_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Messages => sqlx::query!(
+            "INSERT INTO messages (id, channel_id, author_id, thread_id, content, search_text, created_at, edited_at, deleted_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Threads => sqlx::query!(
+            "INSERT INTO threads (id, channel_id, parent_message_id, creator_id, created_at, reply_count, last_reply_at, last_reply_author_id) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::ThreadFollowers => sqlx::query!(
+            "INSERT INTO thread_followers (thread_id, user_id, followed_at, last_read_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Reactions => sqlx::query!(
+            "INSERT INTO reactions (id, message_id, user_id, emoji, created_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Attachments => sqlx::query!(
+            "INSERT INTO attachments (id, message_id, channel_id, uploader_id, content_hash, filename, size_bytes, mime_type, width, height, created_at, deleted_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::DeviceKeys => sqlx::query!(
+            "INSERT INTO device_keys (id, device_pubkey, user_id, device_name, permissions, issued_at, expires_at, certificate, signature, created_at, revoked_at) SELECT value ->> 0, unhex(value ->> 1), value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, unhex(value ->> 7), unhex(value ->> 8), value ->> 9, value ->> 10 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Sessions => sqlx::query!(
+            "INSERT INTO sessions (id, token_hash, user_id, device_key_id, is_read_only, created_at, expires_at) SELECT value ->> 0, unhex(value ->> 1), value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::AuthChallenges => sqlx::query!(
+            "INSERT INTO auth_challenges (pubkey, nonce, is_bot, created_at, expires_at) SELECT unhex(value ->> 0), unhex(value ->> 1), value ->> 2, value ->> 3, value ->> 4 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Bans => sqlx::query!(
+            "INSERT INTO bans (pubkey, banned_by, reason, banned_at) SELECT unhex(value ->> 0), value ->> 1, value ->> 2, value ->> 3 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Allowlist => sqlx::query!(
+            "INSERT INTO allowlist (pubkey, added_by, added_at) SELECT unhex(value ->> 0), value ->> 1, value ->> 2 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::BotApprovals => sqlx::query!(
+            "INSERT INTO bot_approvals (user_id, requested_at, approved_by, approved_at, revoked_at, note) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+        Table::Invites => sqlx::query!(
+            "INSERT INTO invites (code, created_by, grant_role_id, max_uses, use_count, expires_at, created_at) SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 FROM jsonb_each(?)",
+            json
+        )
+        .execute(&mut *conn)
+        .await?,
+    };
     Ok(())
 }
 
-/// Sets `messages.thread_id` of messages inserted before their thread: `(message id, thread id)`.
-pub async fn set_thread_ids(conn: &mut SqliteConnection, pairs: &[(i64, i64)]) -> Result<(), sqlx::Error> {
-    for (message, thread) in pairs {
+/// Writes a page of messages and the threads whose parent message is among them. Foreign keys
+/// are enforced row by row, and messages and threads refer to each other: a reply whose thread is
+/// among `threads` is written without its `thread_id` first, then the threads, then those
+/// replies' `thread_id`.
+pub async fn insert_messages(
+    conn: &mut SqliteConnection,
+    messages: &mut [Row],
+    threads: &[Row],
+) -> Result<(), sqlx::Error> {
+    let new_threads: HashSet<i64> = threads.iter().map(|t| int(&t[THREAD_ID])).collect();
+    let mut fixups = Vec::new();
+    for m in messages.iter_mut() {
+        if let Some(thread) = opt_int(&m[MESSAGE_THREAD_ID]).filter(|t| new_threads.contains(t)) {
+            fixups.push((int(&m[0]), thread));
+            m[MESSAGE_THREAD_ID] = Value::Null;
+        }
+    }
+    insert(conn, Table::Messages, messages).await?;
+    insert(conn, Table::Threads, threads).await?;
+    for (message, thread) in fixups {
         sqlx::query!("UPDATE messages SET thread_id = ? WHERE id = ?", thread, message).execute(&mut *conn).await?;
     }
     Ok(())

@@ -273,12 +273,12 @@ impl SqliteWriter {
     /// Writes rows of any table but messages and threads, in one transaction.
     pub async fn write(&mut self, table: Table, rows: &[Row]) -> Result<(), MigrateError> {
         assert!(!matches!(table, Table::Messages | Table::Threads), "messages and threads go through write_messages");
-        self.db.insert_batch(table, rows).await
+        self.db.write_page(table, rows.to_vec(), &[], std::future::ready(true)).await.map(drop)
     }
 
     /// Writes messages with every thread whose parent message is among them, in one transaction.
     pub async fn write_messages(&mut self, messages: &[Row], threads: &[Row]) -> Result<(), MigrateError> {
-        self.db.insert_messages(messages, threads).await
+        self.db.write_page(Table::Messages, messages.to_vec(), threads, std::future::ready(true)).await.map(drop)
     }
 
     pub async fn finish(mut self) -> Result<(), MigrateError> {

@@ -60,8 +60,9 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
-// Typed access for the INSERT statements. A row always comes from this module's own SELECTs, so
-// a value of another kind than the column's is a bug in the table definitions, not bad data.
+// Typed access to key and bookkeeping columns. A row always comes from this module's own
+// SELECTs, so a value of another kind than the column's is a bug in the table definitions, not
+// bad data.
 
 fn wrong(v: &Value, want: &str) -> ! {
     panic!("migrate: expected {want}, found {v:?} (table definitions out of step)")
@@ -88,13 +89,6 @@ pub fn text(v: &Value) -> &str {
     }
 }
 
-pub fn opt_text(v: &Value) -> Option<&str> {
-    match v {
-        Value::Null => None,
-        other => Some(text(other)),
-    }
-}
-
 pub fn bytes(v: &Value) -> &[u8] {
     match v {
         Value::Bytes(b) => b,
@@ -102,17 +96,11 @@ pub fn bytes(v: &Value) -> &[u8] {
     }
 }
 
-pub fn boolean(v: &Value) -> bool {
-    match v {
-        Value::Bool(b) => *b,
-        other => wrong(other, "a boolean"),
-    }
-}
-
 /// Every table of the schema, in the order they are copied (a table after every table it
 /// references). `threads` and `messages` reference each other: threads are copied together with
 /// the batch of messages that holds their parent message (see `migrate::copy`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+// Ordered as declared, which is the copy order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     Roles,
     RolePermissions,
@@ -137,6 +125,17 @@ pub enum Table {
     Allowlist,
     BotApprovals,
     Invites,
+}
+
+/// What a canonical column holds. `Int` and `Time` values are both `Value::Int`; the kind tells a
+/// count from a timestamp (microseconds since the Unix epoch), which PostgreSQL stores differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Time,
+    Text,
+    Bytes,
+    Bool,
 }
 
 /// How a table's primary key is ordered and paged.
@@ -218,6 +217,154 @@ impl Table {
             Table::AuthChallenges | Table::Bans | Table::Allowlist => KeyKind::Bytes,
             Table::Invites => KeyKind::Text,
             _ => KeyKind::Int,
+        }
+    }
+
+    /// The columns of the canonical row, in order, with what their values mean. Both dialects'
+    /// reads select exactly these (generated columns aside), and PostgreSQL's binary `COPY`
+    /// encodes each value by its kind; `tests/schema_parity.rs` checks them against both schemas.
+    pub fn columns(self) -> &'static [(&'static str, Kind)] {
+        use Kind::*;
+        match self {
+            Table::Roles => &[
+                ("id", Int),
+                ("name", Text),
+                ("color", Text),
+                ("position", Int),
+                ("is_builtin", Bool),
+                ("created_at", Time),
+                ("updated_at", Time),
+            ],
+            Table::RolePermissions => &[("role_id", Int), ("permission", Text)],
+            Table::Media => &[
+                ("id", Int),
+                ("content_hash", Text),
+                ("object_key", Text),
+                ("bucket", Text),
+                ("size_bytes", Int),
+                ("mime_type", Text),
+                ("uploaded_by", Int),
+                ("uploaded_at", Time),
+            ],
+            Table::Users => &[
+                ("id", Int),
+                ("pubkey", Bytes),
+                ("display_name", Text),
+                ("avatar_hash", Text),
+                ("is_bot", Bool),
+                ("created_at", Time),
+            ],
+            Table::Members => &[("user_id", Int), ("joined_at", Time)],
+            Table::MemberRoles => &[("user_id", Int), ("role_id", Int), ("assigned_at", Time)],
+            Table::Categories => &[("id", Int), ("name", Text), ("position", Int), ("created_at", Time)],
+            Table::Channels => &[
+                ("id", Int),
+                ("kind", Text),
+                ("name", Text),
+                ("topic", Text),
+                ("category_id", Int),
+                ("position", Int),
+                ("created_at", Time),
+                ("updated_at", Time),
+            ],
+            Table::ChannelPermissionOverrides => {
+                &[("channel_id", Int), ("role_id", Int), ("allow_bits", Int), ("deny_bits", Int)]
+            }
+            Table::Dms => &[
+                ("channel_id", Int),
+                ("user_low", Int),
+                ("user_high", Int),
+                ("created_at", Time),
+                ("last_message_at", Time),
+            ],
+            Table::DmParticipants => {
+                &[("channel_id", Int), ("user_id", Int), ("is_open", Bool), ("last_read_at", Time)]
+            }
+            Table::Messages => &[
+                ("id", Int),
+                ("channel_id", Int),
+                ("author_id", Int),
+                ("thread_id", Int),
+                ("content", Text),
+                ("search_text", Text),
+                ("created_at", Time),
+                ("edited_at", Time),
+                ("deleted_at", Time),
+            ],
+            Table::Threads => &[
+                ("id", Int),
+                ("channel_id", Int),
+                ("parent_message_id", Int),
+                ("creator_id", Int),
+                ("created_at", Time),
+                ("reply_count", Int),
+                ("last_reply_at", Time),
+                ("last_reply_author_id", Int),
+            ],
+            Table::ThreadFollowers => {
+                &[("thread_id", Int), ("user_id", Int), ("followed_at", Time), ("last_read_at", Time)]
+            }
+            Table::Reactions => {
+                &[("id", Int), ("message_id", Int), ("user_id", Int), ("emoji", Text), ("created_at", Time)]
+            }
+            Table::Attachments => &[
+                ("id", Int),
+                ("message_id", Int),
+                ("channel_id", Int),
+                ("uploader_id", Int),
+                ("content_hash", Text),
+                ("filename", Text),
+                ("size_bytes", Int),
+                ("mime_type", Text),
+                ("width", Int),
+                ("height", Int),
+                ("created_at", Time),
+                ("deleted_at", Time),
+            ],
+            Table::DeviceKeys => &[
+                ("id", Int),
+                ("device_pubkey", Bytes),
+                ("user_id", Int),
+                ("device_name", Text),
+                ("permissions", Int),
+                ("issued_at", Time),
+                ("expires_at", Time),
+                ("certificate", Bytes),
+                ("signature", Bytes),
+                ("created_at", Time),
+                ("revoked_at", Time),
+            ],
+            Table::Sessions => &[
+                ("id", Int),
+                ("token_hash", Bytes),
+                ("user_id", Int),
+                ("device_key_id", Int),
+                ("is_read_only", Bool),
+                ("created_at", Time),
+                ("expires_at", Time),
+            ],
+            Table::AuthChallenges => {
+                &[("pubkey", Bytes), ("nonce", Bytes), ("is_bot", Bool), ("created_at", Time), ("expires_at", Time)]
+            }
+            Table::Bans => &[("pubkey", Bytes), ("banned_by", Int), ("reason", Text), ("banned_at", Time)],
+            Table::Allowlist => &[("pubkey", Bytes), ("added_by", Int), ("added_at", Time)],
+            Table::BotApprovals => &[
+                ("user_id", Int),
+                ("requested_at", Time),
+                ("approved_by", Int),
+                ("approved_at", Time),
+                ("revoked_at", Time),
+                ("note", Text),
+            ],
+            Table::Invites => &[
+                ("code", Text),
+                ("created_by", Int),
+                ("grant_role_id", Int),
+                ("max_uses", Int),
+                ("use_count", Int),
+                ("expires_at", Time),
+                ("created_at", Time),
+            ],
         }
     }
 
