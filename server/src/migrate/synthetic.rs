@@ -515,17 +515,35 @@ async fn read_all(db: &mut Db) -> Result<Vec<(Table, Vec<Row>)>, MigrateError> {
 
 /// Every row of every table of a SQLite file (opened read-only).
 pub async fn read_sqlite(path: &Path) -> Result<Vec<(Table, Vec<Row>)>, MigrateError> {
-    read_all(&mut Db::SqliteSource(super::sqlite::open_source(path).await?)).await
+    let mut db = Db::SqliteSource(super::sqlite::open_source(path).await?);
+    let rows = read_all(&mut db).await?;
+    if let Db::SqliteSource(snapshot) = db {
+        snapshot.rollback().await?; // ended now, not whenever its connection is used again
+    }
+    Ok(rows)
 }
 
 /// Every row of every table of a PostgreSQL database (in one read-only snapshot).
 #[cfg(feature = "postgres")]
 pub async fn read_postgres(url: &str) -> Result<Vec<(Table, Vec<Row>)>, MigrateError> {
-    read_all(&mut Db::PgSource(super::postgres::open_source(url).await?)).await
+    let mut db = Db::PgSource(super::postgres::open_source(url).await?);
+    let rows = read_all(&mut db).await?;
+    if let Db::PgSource(snapshot) = db {
+        snapshot.rollback().await?; // ended now, not whenever its connection is used again
+    }
+    Ok(rows)
 }
 
 /// The number of rows of `table` in a PostgreSQL database.
 #[cfg(feature = "postgres")]
 pub async fn count_postgres(url: &str, table: Table) -> Result<u64, MigrateError> {
-    Db::PgSource(super::postgres::open_source(url).await?).count(table).await
+    // On one plain connection, closed before returning: a snapshot transaction left behind (as a
+    // dropped one is, until its connection is used again) would hold a lock on the table that a
+    // migration running meanwhile needs to rebuild its keys.
+    let mut db = Db::PgTarget(super::postgres::open_target(url).await?);
+    let n = db.count(table).await?;
+    if let Db::PgTarget(conn) = db {
+        sqlx::Connection::close(conn).await?;
+    }
+    Ok(n)
 }
