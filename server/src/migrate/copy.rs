@@ -8,13 +8,12 @@
 //!   strictly in page order: whatever moment the process is killed at, the target holds a prefix
 //!   of the source, which is what `--resume` relies on. (SQLite has a single writer.)
 //! - the **tracker** follows the commits in their order: progress bars and timings, and news
-//!   for the next two;
-//! - the **verifier**, on its own target connection, reads back every committed page and digests
-//!   it (the target side). It reads the target table as one keyset scan, each page only once
-//!   that many more rows are committed, and reads on to the end of the table once the
-//!   table is done, so its digest is the digest of the whole table as the target holds it;
-//! - the **restorer**, on another connection (PostgreSQL only), rebuilds each table's deferred
-//!   indexes and foreign keys as soon as that table and the tables it refers to are complete.
+//!   for the verifier;
+//! - the **verifier**, on its own target connection, takes each table once it is complete:
+//!   rebuilds its keys (PostgreSQL loads without them), tells the restorers, and reads the whole
+//!   table back in key order into its digest (the target side of the verification);
+//! - the **restorers**, on more connections (PostgreSQL only), rebuild each table's deferred
+//!   indexes and foreign keys as soon as that table and the tables it refers to are ready.
 //!
 //! Threads are written together with their parent messages, not in their own key order; both
 //! sides of them are scanned once the copy is over (see [`super::run`]).
@@ -129,7 +128,7 @@ pub(super) async fn copy_tables(
     let (turn, _) = watch::channel(Turn::Next(0));
     let turn = Arc::new(turn);
     let (to_tracker, written) = mpsc::unbounded_channel();
-    let (to_verifier, committed) = mpsc::unbounded_channel();
+    let (to_verifier, completed) = mpsc::unbounded_channel();
     let mut to_restorers = Vec::new();
     let mut restorer_tasks = Vec::new();
     for (i, db) in restore.into_iter().enumerate() {
@@ -146,8 +145,8 @@ pub(super) async fn copy_tables(
     }
     drop(to_tracker);
     let reader = tokio::spawn(read(source, reader_starts, batch, to_writers));
-    let tracker = tokio::spawn(track(written, to_verifier, to_restorers, bars, progress.clone()));
-    let verifier = tokio::spawn(read_back(verify, verifier_starts, batch, committed));
+    let tracker = tokio::spawn(track(written, to_verifier, bars, progress.clone()));
+    let verifier = tokio::spawn(read_back(verify, verifier_starts, batch, completed, to_restorers));
     let (reader, writers, tracker, verifier, restorers) = tokio::join!(
         reader,
         futures::future::join_all(writer_tasks),
@@ -289,12 +288,11 @@ async fn write(
 /// Per table: rows copied now, seconds spent, thread rows copied with it (messages).
 type Times = BTreeMap<Table, (u64, f64, u64)>;
 
-/// The tracker: progress bars and timings from the commits, passed on to the verifier and the
-/// restorer.
+/// The tracker: progress bars and timings from the commits; tells the verifier of each table
+/// completed.
 async fn track(
     mut written: mpsc::UnboundedReceiver<Written>,
-    to_verifier: mpsc::UnboundedSender<Written>,
-    to_restorers: Vec<mpsc::UnboundedSender<Written>>,
+    to_verifier: mpsc::UnboundedSender<Table>,
     bars: BTreeMap<Table, (u64, u64)>,
     progress: Progress,
 ) -> Times {
@@ -322,10 +320,10 @@ async fn track(
             Written::Done(_) => {
                 entry.1 = began.elapsed().as_secs_f64();
                 bar.finish();
+                if to_verifier.send(table).is_err() {
+                    break; // the verifier stopped: its error is the one to report
+                }
             }
-        }
-        if to_verifier.send(news).is_err() || to_restorers.iter().any(|r| r.send(news).is_err()) {
-            break; // the verifier or a restorer stopped: its error is the one to report
         }
     }
     out
@@ -333,33 +331,35 @@ async fn track(
 
 type TargetStarts = BTreeMap<Table, (Option<Bound>, TableDigest)>;
 
-/// The verifier: one keyset scan per table of what the target holds, never ahead of the writer.
+/// The verifier: for each completed table, rebuilds its keys, tells the restorers, then reads
+/// what the target holds from the table's start on to its end.
 async fn read_back(
     mut target: Db,
     starts: TargetStarts,
     batch: usize,
-    mut committed: mpsc::UnboundedReceiver<Written>,
+    mut completed: mpsc::UnboundedReceiver<Table>,
+    to_restorers: Vec<mpsc::UnboundedSender<Table>>,
 ) -> Result<(Db, BTreeMap<Table, Summary>)> {
     let mut states = starts;
     let mut out = BTreeMap::new();
     let page = super::scan_page(batch);
-    while let Some(news) = committed.recv().await {
-        match news {
-            Written::Committed { table, rows, .. } => {
-                let (bound, digest) = states.get_mut(&table).expect("every table has a start");
-                read_on(&mut target, table, bound, digest, rows).await?;
-            }
-            Written::Done(table) => {
-                let (mut bound, mut digest) = states.remove(&table).expect("every table has a start");
-                // Whatever follows the last committed page (nothing, when the copy is sound).
-                while bound.is_some() {
-                    if read_on(&mut target, table, &mut bound, &mut digest, page).await? < page {
-                        break;
-                    }
-                }
-                out.insert(table, digest.finish());
+    while let Some(table) = completed.recv().await {
+        // Threads are complete with messages (they travel in the same pages).
+        let tables: &[Table] = if table == Table::Messages { &[Table::Messages, Table::Threads] } else { &[table] };
+        let names: Vec<&str> = tables.iter().map(|t| t.name()).collect();
+        target.restore_keys(&names).await?;
+        for table in tables {
+            if to_restorers.iter().any(|r| r.send(*table).is_err()) {
+                break; // a restorer stopped: its error is the one to report
             }
         }
+        let (mut bound, mut digest) = states.remove(&table).expect("every table has a start");
+        while bound.is_some() {
+            if read_on(&mut target, table, &mut bound, &mut digest, page).await? < page {
+                break;
+            }
+        }
+        out.insert(table, digest.finish());
     }
     Ok((target, out))
 }
@@ -383,26 +383,21 @@ async fn read_on(
     Ok(rows.len())
 }
 
-/// A restorer: does each table's deferred work (indexes, foreign keys, statistics) once the
-/// tables it involves are complete. Only the first one builds foreign keys (see
+/// A restorer: does each table's deferred work (indexes, foreign keys, statistics) once the tables it
+/// involves are ready. Only the first one adds the foreign keys on a cycle of references (see
 /// [`super::postgres::restore_ready`]).
 async fn rebuild(
     mut db: Db,
-    foreign_keys: bool,
-    mut done: mpsc::UnboundedReceiver<Written>,
+    takes_cycles: bool,
+    mut ready: mpsc::UnboundedReceiver<Table>,
     progress: Progress,
 ) -> Result<Db> {
     let mut complete = Vec::new();
-    while let Some(news) = done.recv().await {
-        if let Written::Done(table) = news {
-            complete.push(table.name());
-            if table == Table::Messages {
-                complete.push(Table::Threads.name());
-            }
-            let rebuilt = db.restore_ready_indexes(&complete, foreign_keys).await?;
-            if rebuilt > 0 {
-                progress.note(format!("{}: {rebuilt} index(es), foreign key(s) and statistics rebuilt", table.name()));
-            }
+    while let Some(table) = ready.recv().await {
+        complete.push(table.name());
+        let rebuilt = db.restore_ready_indexes(&complete, takes_cycles).await?;
+        if rebuilt > 0 {
+            progress.note(format!("{}: {rebuilt} index(es), foreign key(s) and statistics rebuilt", table.name()));
         }
     }
     Ok(db)

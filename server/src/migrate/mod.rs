@@ -337,16 +337,32 @@ impl Db {
         }
     }
 
-    /// PostgreSQL target: does the deferred work (indexes, foreign keys when `foreign_keys`,
-    /// statistics) that only involves the `complete` tables; returns how many pieces it did.
-    async fn restore_ready_indexes(&mut self, complete: &[&str], foreign_keys: bool) -> Result<u64> {
+    /// PostgreSQL target: rebuilds the keys (primary, unique) of `tables` dropped for the load;
+    /// returns how many.
+    async fn restore_keys(&mut self, tables: &[&str]) -> Result<u64> {
         match self {
             #[cfg(feature = "postgres")]
-            Db::PgTarget(conn) => Ok(postgres::restore_ready(conn, complete, foreign_keys)
+            Db::PgTarget(conn) => Ok(postgres::restore_keys(conn, tables)
+                .await
+                .wrap_err("rebuilding the target's keys (a value may repeat)")?),
+            _ => {
+                let _ = tables; // only PostgreSQL defers any work
+                Ok(0)
+            }
+        }
+    }
+
+    /// PostgreSQL target: does the deferred work (indexes, foreign keys, statistics) that only involves the
+    /// `complete` tables, foreign keys on a cycle of references only when `takes_cycles`;
+    /// returns how many pieces it did.
+    async fn restore_ready_indexes(&mut self, complete: &[&str], takes_cycles: bool) -> Result<u64> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Db::PgTarget(conn) => Ok(postgres::restore_ready(conn, complete, takes_cycles)
                 .await
                 .wrap_err("rebuilding the target's indexes and foreign keys (a reference may be broken)")?),
             _ => {
-                let _ = (complete, foreign_keys); // only PostgreSQL defers any work
+                let _ = (complete, takes_cycles); // only PostgreSQL defers any work
                 Ok(0)
             }
         }
@@ -670,6 +686,9 @@ pub async fn run(config: &Config, options: &Options) -> Result<Outcome> {
         target.defer_indexes().await?;
         Table::ALL.iter().map(|t| (t.name(), copy::Start::fresh(*t))).collect()
     } else if options.resume {
+        // Reading the target in key order needs its keys.
+        let all: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+        target.restore_keys(&all).await?;
         resume_points(&mut source, &mut target, page, &progress).await?
     } else {
         return Err(MigrateError::TargetRefused(format!(
@@ -681,15 +700,14 @@ pub async fn run(config: &Config, options: &Options) -> Result<Outcome> {
 
     // PostgreSQL takes two writers (one more backend to work), two restorers for the deferred
     // indexes, and the verifier; SQLite writes through one connection and reads through another.
+    // The connections are opened at once: each costs a round trip or more (TLS, authentication).
+    let more = if target.defers_indexes() { 4 } else { 1 };
+    let mut opened =
+        futures::future::try_join_all((0..more).map(|_| Db::open(config, options.to, false))).await?.into_iter();
+    let verify = opened.next().expect("one connection at least");
     let mut writers = vec![target];
-    let mut restore = Vec::new();
-    if writers[0].defers_indexes() {
-        writers.push(Db::open(config, options.to, false).await?);
-        for _ in 0..2 {
-            restore.push(Db::open(config, options.to, false).await?);
-        }
-    }
-    let verify = Db::open(config, options.to, false).await?;
+    writers.extend(opened.next());
+    let restore: Vec<Db> = opened.collect();
     let conns = copy::Connections { source, writers, verify, restore };
     let (conns, copied) = copy::copy_tables(conns, starts, &totals, options.batch_size, &progress).await?;
     let copy::Connections { mut source, writers, mut verify, mut restore } = conns;

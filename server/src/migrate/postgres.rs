@@ -397,18 +397,26 @@ pub async fn has_migrations_table(conn: &mut PgConnection) -> Result<bool, sqlx:
 }
 
 /// The bookkeeping table that holds, while a load is under way, the work left to finish the
-/// target: the definitions of the secondary indexes and foreign keys dropped for the load, and
-/// the `ANALYZE` of every table. Created and filled in the transaction that drops them; each
-/// row removed in the transaction that does its work, so an interrupted run always knows what is
-/// left. It is not part of the schema the query macros are checked against, so the statements on
-/// it are plain text (as are the DDL statements built from catalog names and definitions, which
-/// no macro can express).
+/// target: the definitions of the keys, secondary indexes and foreign keys dropped for the load,
+/// and the `ANALYZE` of every table. Created and filled in the transaction that drops them; each row removed in the transaction
+/// that does its work, so an interrupted run always knows what is left. It is not part of the
+/// schema the query macros are checked against, so the statements on it are plain text (as are
+/// the DDL statements built from catalog names and definitions, which no macro can express).
 const DEFERRED_TABLE: &str = "_decentcom_migrate_deferred";
 
-/// Drops the target's secondary indexes and foreign keys for the bulk load (unless an interrupted
-/// run already did), remembering their definitions; [`restore_ready`] puts them back. Keeping
-/// them would make PostgreSQL maintain every index (the full-text GIN index above all) and check
-/// every reference row by row; rebuilding and validating them once per table is much cheaper.
+/// What a piece of deferred work rebuilds (the bookkeeping table's `kind`).
+const KEY: &str = "key";
+const INDEX: &str = "index";
+const FOREIGN_KEY: &str = "foreign key";
+const STATISTICS: &str = "statistics";
+
+/// Drops the target's keys (primary and unique), secondary indexes and foreign keys for the bulk
+/// load (unless an interrupted run already did), remembering their definitions; [`restore_keys`]
+/// and [`restore_ready`] put them back. Keeping them would make PostgreSQL maintain every index
+/// (the full-text GIN index above all, and a key is an index too) and check every reference row
+/// by row, each with its own WAL record; building and validating them once per table is much
+/// cheaper. Each table is analysed once loaded too: autovacuum would do it only later, or never
+/// where it is turned off, and the server's queries need the planner statistics.
 pub async fn defer_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     if deferred_table_exists(conn).await? {
         return Ok(());
@@ -427,46 +435,58 @@ pub async fn defer_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     )
     .fetch_all(&mut *tx)
     .await?;
-    let foreign_keys = sqlx::query!(
+    // Keys and foreign keys; `refers_to` is a foreign key's referenced table.
+    let constraints = sqlx::query!(
         r#"/* pg */ SELECT conrelid::regclass::text AS "qualified!", quote_ident(conname) AS "name!",
-                  t.relname::text AS "table!", r.relname::text AS "refers_to!",
+                  k.contype = 'f' AS "is_foreign!", t.relname::text AS "table!", r.relname::text AS refers_to,
                   pg_get_constraintdef(k.oid) AS "definition!"
-           FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid
-           WHERE k.contype = 'f' AND k.connamespace = current_schema()::regnamespace AND t.relname::text = ANY($1)
-           ORDER BY conname"#,
+           FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid LEFT JOIN pg_class r ON r.oid = k.confrelid
+           WHERE k.contype IN ('f', 'p', 'u') AND k.connamespace = current_schema()::regnamespace
+             AND t.relname::text = ANY($1)
+           ORDER BY k.contype <> 'f', conname"#,
         &copied
     )
     .fetch_all(&mut *tx)
     .await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "CREATE TABLE {DEFERRED_TABLE} (seq BIGSERIAL PRIMARY KEY, table_name TEXT NOT NULL, refers_to TEXT, \
-         locks_one_table BOOLEAN NOT NULL, work TEXT NOT NULL)"
+        "CREATE TABLE {DEFERRED_TABLE} (seq BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, table_name TEXT NOT NULL, \
+         refers_to TEXT, on_cycle BOOLEAN NOT NULL, work TEXT NOT NULL)"
     )))
     .execute(&mut *tx)
     .await?;
-    // Done in this order: a table's indexes, so that validating foreign keys can use them, then
-    // its foreign keys, then its statistics.
+    // Rebuilt in this order: keys (which foreign keys need), then indexes, then foreign keys, then
+    // statistics.
     let mut work = Vec::new();
     let mut drop = Vec::new();
-    for index in &indexes {
-        work.push((index.table.as_str(), None, index.definition.clone()));
-        drop.push(format!("DROP INDEX {}", index.name));
-    }
-    for key in &foreign_keys {
+    let references: Vec<(&str, &str)> =
+        constraints.iter().filter_map(|k| Some((k.table.as_str(), k.refers_to.as_deref()?))).collect();
+    for key in constraints.iter().filter(|k| !k.is_foreign) {
         let statement = format!("ALTER TABLE {} ADD CONSTRAINT {} {}", key.qualified, key.name, key.definition);
-        work.push((key.table.as_str(), Some(key.refers_to.as_str()), statement));
+        work.push((KEY, key.table.as_str(), None, false, statement));
+    }
+    for index in &indexes {
+        work.push((INDEX, index.table.as_str(), None, false, index.definition.clone()));
+    }
+    // Dropped first: a foreign key needs the key it refers to.
+    for key in constraints.iter() {
         drop.push(format!("ALTER TABLE {} DROP CONSTRAINT {}", key.qualified, key.name));
+        let Some(refers_to) = key.refers_to.as_deref().filter(|_| key.is_foreign) else { continue };
+        let on_cycle = key.table != refers_to && reaches(&references, refers_to, &key.table);
+        let statement = format!("ALTER TABLE {} ADD CONSTRAINT {} {}", key.qualified, key.name, key.definition);
+        work.push((FOREIGN_KEY, key.table.as_str(), Some(refers_to), on_cycle, statement));
     }
-    for table in Table::ALL {
-        work.push((table.name(), None, format!("ANALYZE {}", table.name())));
+    drop.extend(indexes.iter().map(|index| format!("DROP INDEX {}", index.name)));
+    for table in &copied {
+        work.push((STATISTICS, table.as_str(), None, false, format!("ANALYZE {table}")));
     }
-    for (table, refers_to, statement) in &work {
+    for (kind, table, refers_to, on_cycle, statement) in &work {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {DEFERRED_TABLE} (table_name, refers_to, locks_one_table, work) VALUES ($1, $2, $3, $4)"
+            "INSERT INTO {DEFERRED_TABLE} (kind, table_name, refers_to, on_cycle, work) VALUES ($1, $2, $3, $4, $5)"
         )))
+        .bind(kind)
         .bind(table)
         .bind(refers_to)
-        .bind(refers_to.is_none())
+        .bind(on_cycle)
         .bind(statement)
         .execute(&mut *tx)
         .await?;
@@ -483,27 +503,63 @@ async fn deferred_table_exists(conn: &mut PgConnection) -> Result<bool, sqlx::Er
         .await
 }
 
-/// Does the deferred work (index, foreign key, statistics) that involves only `complete` tables
-/// (fully copied), one piece per transaction together with the removal of its bookkeeping row,
-/// so a run killed half-way knows exactly what is left. Several connections may do this at
-/// once: each takes the next piece nobody holds (`SKIP LOCKED`). A foreign key locks two tables,
-/// so two of them built at once could deadlock (`messages` and `threads` refer to each other):
-/// only a connection with `foreign_keys` takes them. Returns how many pieces it did.
-pub async fn restore_ready(conn: &mut PgConnection, complete: &[&str], foreign_keys: bool) -> Result<u64, sqlx::Error> {
+/// Whether `to` can be reached from `from` by following `references` (table → referenced table).
+fn reaches(references: &[(&str, &str)], from: &str, to: &str) -> bool {
+    let mut seen = vec![from];
+    let mut next = vec![from];
+    while let Some(table) = next.pop() {
+        for &(child, parent) in references {
+            if child == table && !seen.contains(&parent) {
+                if parent == to {
+                    return true;
+                }
+                seen.push(parent);
+                next.push(parent);
+            }
+        }
+    }
+    false
+}
+
+/// Rebuilds the keys of `tables` (primary and unique, checking that no value repeats): what
+/// reading a table in key order needs, and what its foreign keys and those referring to it need.
+/// Returns how many it rebuilt.
+pub async fn restore_keys(conn: &mut PgConnection, tables: &[&str]) -> Result<u64, sqlx::Error> {
+    restore(conn, tables, true, false).await
+}
+
+/// Does the deferred work (indexes, foreign keys, statistics) that involves only `complete`
+/// tables (fully copied, keys rebuilt). Several connections do this at once: each takes the next piece nobody
+/// holds (`SKIP LOCKED`).
+///
+/// Adding a foreign key locks its table, then the table it refers to, until it commits; two
+/// connections adding keys that refer to each other's tables (`messages` and `threads`) would
+/// deadlock. Such keys, those on a cycle of references, are left to the one connection called
+/// with `takes_cycles`; any wait among the others ends (a cycle of waits needs a cycle of
+/// references). Returns how many pieces it did.
+pub async fn restore_ready(conn: &mut PgConnection, complete: &[&str], takes_cycles: bool) -> Result<u64, sqlx::Error> {
+    restore(conn, complete, false, takes_cycles).await
+}
+
+/// Does the work of one kind (keys, or the rest) on `tables`, one piece per transaction together
+/// with the removal of its bookkeeping row, so a run killed half-way knows exactly what is left.
+async fn restore(conn: &mut PgConnection, tables: &[&str], keys: bool, takes_cycles: bool) -> Result<u64, sqlx::Error> {
     if !deferred_table_exists(conn).await? {
         return Ok(0);
     }
-    let complete: Vec<String> = complete.iter().map(|t| (*t).to_owned()).collect();
+    let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
     let mut done = 0;
     loop {
         let mut tx = conn.begin().await?;
         let next: Option<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT seq, work FROM {DEFERRED_TABLE}
-             WHERE table_name = ANY($1) AND (refers_to IS NULL OR refers_to = ANY($1)) AND (locks_one_table OR $2)
+             WHERE (kind = '{KEY}') = $3 AND table_name = ANY($1) AND (refers_to IS NULL OR refers_to = ANY($1))
+               AND (NOT on_cycle OR $2)
              ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
         )))
-        .bind(&complete)
-        .bind(foreign_keys)
+        .bind(&tables)
+        .bind(takes_cycles)
+        .bind(keys)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((seq, work)) = next else {
@@ -523,11 +579,26 @@ pub async fn restore_ready(conn: &mut PgConnection, complete: &[&str], foreign_k
     }
 }
 
-/// Does whatever deferred work is left (see [`restore_ready`]), validating every reference,
-/// then removes the bookkeeping table. Nothing when nothing was deferred.
+/// Does whatever deferred work is left (see [`restore_keys`], [`restore_ready`]), checking every
+/// key and reference, then removes the bookkeeping table. Nothing when nothing was deferred.
 pub async fn restore_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     let all: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+    restore_keys(conn, &all).await?;
     restore_ready(conn, &all, true).await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {DEFERRED_TABLE}"))).execute(&mut *conn).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reaches;
+
+    #[test]
+    fn only_keys_on_a_cycle_of_references_reach_back_to_their_table() {
+        let references =
+            [("messages", "threads"), ("threads", "messages"), ("messages", "users"), ("reactions", "messages")];
+        assert!(reaches(&references, "threads", "messages"), "messages → threads → messages");
+        assert!(!reaches(&references, "users", "messages"), "users refer to nothing");
+        assert!(!reaches(&references, "messages", "reactions"), "nothing refers back to reactions");
+    }
 }
