@@ -1,8 +1,8 @@
 //! `decentcom migrate` as a real child process, against real PostgreSQL databases (one fresh
 //! database per test) and a real S3-compatible server (s3s-fs): round trip SQLite → PostgreSQL →
 //! SQLite on a dataset that touches every table and edge case, resume after SIGKILL, refusal of a
-//! non-empty target, media local → S3 → local with hashes checked, fresh ids after migration, and
-//! a migrated server answering the API as before.
+//! non-empty target or of one at another schema version, media local → S3 → local with hashes
+//! checked, fresh ids after migration, and a migrated server answering the API as before.
 
 #[path = "api/s3.rs"]
 mod s3;
@@ -204,6 +204,40 @@ async fn a_run_killed_mid_table_resumes_with_nothing_missing_or_duplicated() {
     assert_eq!(rows_of(&target_rows, Table::Messages).len(), size.messages as usize);
     assert!(source_rows == target_rows, "every table is identical after the resumed run");
     assert_eq!(pg_schema(pg.url()).await, fresh_pg_schema().await);
+}
+
+#[tokio::test]
+async fn a_target_at_another_schema_version_is_refused_and_left_as_it_was() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    synthetic::write_edge_cases(&source).await.unwrap();
+
+    // A PostgreSQL target that an older binary set up: only the first migration applied.
+    let old_pg = ScratchPg::create("migrate_old_pg").await;
+    let mut conn = sqlx::PgConnection::connect(old_pg.url()).await.unwrap();
+    sqlx::migrate!("../migrations/postgres").run_to(1, &mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let seeded = synthetic::count_postgres(old_pg.url(), Table::Roles).await.unwrap();
+    let out = migrate(&config(dir.path(), "old-pg.toml", &source, old_pg.url(), ""), "sqlite", "postgres", &[]);
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("schema version"), "{}", text(&out.stderr));
+    assert_eq!(synthetic::count_postgres(old_pg.url(), Table::Roles).await.unwrap(), seeded, "nothing written");
+    assert_eq!(synthetic::count_postgres(old_pg.url(), Table::Users).await.unwrap(), 0, "nothing written");
+
+    // The same for a SQLite target, from a PostgreSQL source of this version.
+    let pg = ScratchPg::create("migrate_old_sqlite").await;
+    expect_success(&migrate(&config(dir.path(), "to-pg.toml", &source, pg.url(), ""), "sqlite", "postgres", &["-q"]));
+    let old_sqlite = dir.path().join("old.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&old_sqlite).create_if_missing(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
+    sqlx::migrate!("../migrations/sqlite").run_to(1, &mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let before = synthetic::read_sqlite(&old_sqlite).await.unwrap();
+    let out = migrate(&config(dir.path(), "old-sqlite.toml", &old_sqlite, pg.url(), ""), "postgres", "sqlite", &[]);
+    assert_eq!(code(&out), 4, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("schema version"), "{}", text(&out.stderr));
+    assert_eq!(synthetic::read_sqlite(&old_sqlite).await.unwrap(), before, "nothing written");
 }
 
 #[tokio::test]
