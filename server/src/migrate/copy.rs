@@ -11,7 +11,8 @@
 //!   for the verifier;
 //! - the **verifier**, on its own target connection, takes each table once it is complete:
 //!   rebuilds its keys (PostgreSQL loads without them), tells the restorers, and reads the whole
-//!   table back in key order into its digest (the target side of the verification);
+//!   table back in key order into its digest (the target side of the verification; on
+//!   PostgreSQL one binary `COPY` per table, hashed without building rows);
 //! - the **restorers**, on more connections (PostgreSQL only), rebuild each table's deferred
 //!   indexes and foreign keys as soon as that table and the tables it refers to are ready.
 //!
@@ -353,34 +354,10 @@ async fn read_back(
                 break; // a restorer stopped: its error is the one to report
             }
         }
-        let (mut bound, mut digest) = states.remove(&table).expect("every table has a start");
-        while bound.is_some() {
-            if read_on(&mut target, table, &mut bound, &mut digest, page).await? < page {
-                break;
-            }
-        }
-        out.insert(table, digest.finish());
+        let (bound, digest) = states.remove(&table).expect("every table has a start");
+        out.insert(table, target.digest_rest(table, bound, digest, page).await?);
     }
     Ok((target, out))
-}
-
-/// Reads up to `limit` rows of `table` from `bound` on into `digest`, moving `bound` past them
-/// (to `None` when there is nothing more to read); returns the number of rows read.
-async fn read_on(
-    db: &mut Db,
-    table: Table,
-    bound: &mut Option<Bound>,
-    digest: &mut TableDigest,
-    limit: usize,
-) -> Result<usize> {
-    let Some(lower) = bound.as_ref() else { return Ok(0) };
-    let rows = db.page(table, lower, limit).await?;
-    rows.iter().for_each(|r| digest.add(r));
-    *bound = match rows.last() {
-        Some(last) => Bound::after(table.key(), last),
-        None => bound.take(),
-    };
-    Ok(rows.len())
 }
 
 /// A restorer: does each table's deferred work (indexes, foreign keys, statistics) once the tables it

@@ -27,30 +27,59 @@ impl Summary {
     }
 }
 
+/// One column value as the digest encodes it, borrowed: from a canonical [`Value`], or straight
+/// from PostgreSQL's binary `COPY` data when the target is read back (no row is built then).
+#[derive(Clone, Copy, Debug)]
+pub enum Field<'a> {
+    Null,
+    Int(i64),
+    /// UTF-8 text, as bytes.
+    Text(&'a [u8]),
+    Bytes(&'a [u8]),
+    Bool(bool),
+}
+
+impl<'a> From<&'a Value> for Field<'a> {
+    fn from(value: &'a Value) -> Field<'a> {
+        match value {
+            Value::Null => Field::Null,
+            Value::Int(i) => Field::Int(*i),
+            Value::Text(s) => Field::Text(s.as_bytes()),
+            Value::Bytes(b) => Field::Bytes(b),
+            Value::Bool(b) => Field::Bool(*b),
+        }
+    }
+}
+
 impl TableDigest {
     pub fn add(&mut self, row: &Row) {
+        self.add_fields(row.len(), row.iter().map(Field::from));
+    }
+
+    /// Adds one row of `count` fields.
+    pub fn add_fields<'a>(&mut self, count: usize, fields: impl Iterator<Item = Field<'a>>) {
         self.rows += 1;
         // Each row is prefixed by its column count, each value by a tag and (for variable-length
         // values) its length, so no two different rows or row sequences encode the same bytes.
-        self.hasher.update((row.len() as u32).to_be_bytes());
-        for value in row {
-            match value {
-                Value::Null => self.hasher.update([0u8]),
-                Value::Int(i) => {
+        self.hasher.update((count as u32).to_be_bytes());
+        for field in fields {
+            match field {
+                Field::Null => self.hasher.update([0u8]),
+                Field::Int(i) => {
                     self.hasher.update([1u8]);
                     self.hasher.update(i.to_be_bytes());
                 }
-                Value::Text(s) => {
+                Field::Text(s) => {
                     self.hasher.update([2u8]);
                     self.hasher.update((s.len() as u64).to_be_bytes());
-                    self.hasher.update(s.as_bytes());
+                    self.hasher.update(s);
                 }
-                Value::Bytes(b) => {
+                Field::Bytes(b) => {
                     self.hasher.update([3u8]);
                     self.hasher.update((b.len() as u64).to_be_bytes());
                     self.hasher.update(b);
                 }
-                Value::Bool(b) => self.hasher.update([4u8, u8::from(*b)]),
+                Field::Bool(b) => self.hasher.update([4u8, u8::from(b)]),
             }
         }
     }

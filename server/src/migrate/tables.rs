@@ -220,6 +220,16 @@ impl Table {
         }
     }
 
+    /// The columns of the primary key, in key order: always the first one or two columns of
+    /// [`Table::columns`] (as [`Bound::after`] relies on).
+    pub fn key_columns(self) -> &'static [(&'static str, Kind)] {
+        let n = match self.key() {
+            KeyKind::Int2 | KeyKind::IntText => 2,
+            KeyKind::Int | KeyKind::Bytes | KeyKind::Text => 1,
+        };
+        &self.columns()[..n]
+    }
+
     /// The columns of the canonical row, in order, with what their values mean. Both dialects'
     /// reads select exactly these (generated columns aside), and PostgreSQL's binary `COPY`
     /// encodes each value by its kind; `tests/schema_parity.rs` checks them against both schemas.
