@@ -112,6 +112,7 @@ pub(super) async fn copy_tables(
     conns: Connections,
     mut starts: BTreeMap<&'static str, Start>,
     totals: &BTreeMap<&'static str, u64>,
+    deferred: u64,
     batch: usize,
     progress: &Progress,
 ) -> Result<(Connections, Vec<Copied>)> {
@@ -130,12 +131,14 @@ pub(super) async fn copy_tables(
     let turn = Arc::new(turn);
     let (to_tracker, written) = mpsc::unbounded_channel();
     let (to_verifier, completed) = mpsc::unbounded_channel();
+    // One bar for the deferred work, done by the verifier (keys) and the restorers (the rest).
+    let work = if deferred > 0 { progress.work(deferred) } else { indicatif::ProgressBar::hidden() };
     let mut to_restorers = Vec::new();
     let mut restorer_tasks = Vec::new();
     for (i, db) in restore.into_iter().enumerate() {
         let (to_restorer, done) = mpsc::unbounded_channel();
         to_restorers.push(to_restorer);
-        restorer_tasks.push(tokio::spawn(rebuild(db, i == 0, done, progress.clone())));
+        restorer_tasks.push(tokio::spawn(rebuild(db, i == 0, done, work.clone())));
     }
     let mut to_writers = Vec::new();
     let mut writer_tasks = Vec::new();
@@ -147,7 +150,7 @@ pub(super) async fn copy_tables(
     drop(to_tracker);
     let reader = tokio::spawn(read(source, reader_starts, batch, to_writers));
     let tracker = tokio::spawn(track(written, to_verifier, bars, progress.clone()));
-    let verifier = tokio::spawn(read_back(verify, verifier_starts, batch, completed, to_restorers));
+    let verifier = tokio::spawn(read_back(verify, verifier_starts, batch, completed, to_restorers, work.clone()));
     let (reader, writers, tracker, verifier, restorers) = tokio::join!(
         reader,
         futures::future::join_all(writer_tasks),
@@ -155,6 +158,7 @@ pub(super) async fn copy_tables(
         verifier,
         futures::future::join_all(restorer_tasks)
     );
+    work.finish();
     // The writers' errors first: when one fails, the reader and the others only see it go away.
     let writers = writers.into_iter().map(unwrap).collect::<Result<Vec<Db>>>()?;
     let (verify, targets) = unwrap(verifier)?;
@@ -340,6 +344,7 @@ async fn read_back(
     batch: usize,
     mut completed: mpsc::UnboundedReceiver<Table>,
     to_restorers: Vec<mpsc::UnboundedSender<Table>>,
+    work: indicatif::ProgressBar,
 ) -> Result<(Db, BTreeMap<Table, Summary>)> {
     let mut states = starts;
     let mut out = BTreeMap::new();
@@ -348,7 +353,7 @@ async fn read_back(
         // Threads are complete with messages (they travel in the same pages).
         let tables: &[Table] = if table == Table::Messages { &[Table::Messages, Table::Threads] } else { &[table] };
         let names: Vec<&str> = tables.iter().map(|t| t.name()).collect();
-        target.restore_keys(&names).await?;
+        work.inc(target.restore_keys(&names).await?);
         for table in tables {
             if to_restorers.iter().any(|r| r.send(*table).is_err()) {
                 break; // a restorer stopped: its error is the one to report
@@ -360,22 +365,19 @@ async fn read_back(
     Ok((target, out))
 }
 
-/// A restorer: does each table's deferred work (indexes, foreign keys, statistics) once the tables it
-/// involves are ready. Only the first one adds the foreign keys on a cycle of references (see
-/// [`super::postgres::restore_ready`]).
+/// A restorer: does each table's deferred work (indexes, foreign keys, statistics) once the
+/// tables it involves are ready. Only the first one adds the foreign keys on a cycle of
+/// references (see [`super::postgres::restore_ready`]).
 async fn rebuild(
     mut db: Db,
     takes_cycles: bool,
     mut ready: mpsc::UnboundedReceiver<Table>,
-    progress: Progress,
+    work: indicatif::ProgressBar,
 ) -> Result<Db> {
     let mut complete = Vec::new();
     while let Some(table) = ready.recv().await {
         complete.push(table.name());
-        let rebuilt = db.restore_ready_indexes(&complete, takes_cycles).await?;
-        if rebuilt > 0 {
-            progress.note(format!("{}: {rebuilt} index(es), foreign key(s) and statistics rebuilt", table.name()));
-        }
+        work.inc(db.restore_ready_indexes(&complete, takes_cycles).await?);
     }
     Ok(db)
 }

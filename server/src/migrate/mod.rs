@@ -394,6 +394,16 @@ impl Db {
         }
     }
 
+    /// PostgreSQL target: how many pieces of deferred work (keys, indexes, foreign keys,
+    /// statistics) are left.
+    async fn deferred_work(&mut self) -> Result<u64> {
+        match self {
+            #[cfg(feature = "postgres")]
+            Db::PgTarget(conn) => Ok(postgres::deferred_work(conn).await.wrap_err("reading the deferred work")?),
+            _ => Ok(0),
+        }
+    }
+
     /// Whether the target's indexes are deferred for the load (so a restorer has work to do).
     fn defers_indexes(&self) -> bool {
         match self {
@@ -727,6 +737,7 @@ pub async fn run(config: &Config, options: &Options) -> Result<Outcome> {
     // PostgreSQL takes two writers (one more backend to work), two restorers for the deferred
     // indexes, and the verifier; SQLite writes through one connection and reads through another.
     // The connections are opened at once: each costs a round trip or more (TLS, authentication).
+    let deferred = target.deferred_work().await?;
     let more = if target.defers_indexes() { 4 } else { 1 };
     let mut opened =
         futures::future::try_join_all((0..more).map(|_| Db::open(config, options.to, false))).await?.into_iter();
@@ -735,7 +746,7 @@ pub async fn run(config: &Config, options: &Options) -> Result<Outcome> {
     writers.extend(opened.next());
     let restore: Vec<Db> = opened.collect();
     let conns = copy::Connections { source, writers, verify, restore };
-    let (conns, copied) = copy::copy_tables(conns, starts, &totals, options.batch_size, &progress).await?;
+    let (conns, copied) = copy::copy_tables(conns, starts, &totals, deferred, options.batch_size, &progress).await?;
     let copy::Connections { mut source, writers, mut verify, mut restore } = conns;
     let mut target = writers.into_iter().next().expect("the target connection");
     if let Some(restore) = restore.first_mut() {

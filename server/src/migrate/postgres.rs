@@ -529,6 +529,17 @@ pub async fn defer_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
+/// How many pieces of deferred work are left (none when nothing is deferred).
+pub async fn deferred_work(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
+    if !deferred_table_exists(conn).await? {
+        return Ok(0);
+    }
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {DEFERRED_TABLE}")))
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(n as u64)
+}
+
 async fn deferred_table_exists(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar!(r#"/* pg */ SELECT to_regclass('_decentcom_migrate_deferred') IS NOT NULL AS "exists!""#)
         .fetch_one(&mut *conn)

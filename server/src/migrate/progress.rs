@@ -1,9 +1,10 @@
 //! What `decentcom migrate` shows while it runs: one progress bar per table (rows, rows/s, ETA)
 //! and one for media bytes, hidden in quiet mode; and the tables printed at the end.
 
+use std::fmt;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanCount, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 #[derive(Clone)]
 pub struct Progress {
@@ -19,7 +20,8 @@ impl Progress {
 
     fn bar(&self, total: u64, template: &str, label: &str) -> ProgressBar {
         let bar = self.bars.add(ProgressBar::new(total));
-        bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+        let style = ProgressStyle::with_template(template).expect("valid template").with_key("rate", rate);
+        bar.set_style(style.progress_chars("=> "));
         bar.set_prefix(label.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
@@ -27,7 +29,7 @@ impl Progress {
 
     /// A bar for the rows of one table.
     pub fn table(&self, name: &str, total: u64) -> ProgressBar {
-        self.bar(total, "{prefix:>28} [{bar:30}] {human_pos:>10}/{human_len:<10} {per_sec:>14} ETA {eta}", name)
+        self.bar(total, "{prefix:>28} [{bar:30}] {human_pos:>10}/{human_len:<10} {rate:>14} ETA {eta}", name)
     }
 
     /// A bar for media bytes.
@@ -39,12 +41,24 @@ impl Progress {
         )
     }
 
+    /// A bar for the target's deferred work: keys, indexes, foreign keys and statistics rebuilt
+    /// once the tables they involve are loaded.
+    pub fn work(&self, pieces: u64) -> ProgressBar {
+        self.bar(pieces, "{prefix:>28} [{bar:30}] {pos:>10}/{len:<10} rebuilt   {elapsed}", "keys, indexes, statistics")
+    }
+
     /// A line for the operator (suppressed in quiet mode), printed above the bars.
     pub fn note(&self, line: impl AsRef<str>) {
         if !self.quiet {
             let _ = self.bars.println(line.as_ref());
         }
     }
+}
+
+/// Items per second, whole and grouped ("12,345/s"). indicatif's own `{per_sec}` reads a width as
+/// its precision: `{per_sec:>14}` printed fourteen decimals.
+fn rate(state: &ProgressState, out: &mut dyn fmt::Write) {
+    let _ = write!(out, "{}/s", HumanCount(state.per_sec() as u64));
 }
 
 /// Formats rows of cells as an aligned text table with a header rule.
