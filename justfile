@@ -70,9 +70,10 @@ bench-scale: require-pg require-s3s
     DATABASE_URL="{{pg_url}}" scripts/bench-scale.sh
 
 # decentcom migrate against pgloader: generates a synthetic community (1M messages, 10k users) as a
-# SQLite file, times `decentcom migrate` both ways (verification included) and pgloader loading the
-# same file into PostgreSQL; prints rows/s and the ratio (target ≥ 1.5× pgloader). Installs
-# pgloader with apt when missing.
+# SQLite file, times `decentcom migrate` SQLite → PostgreSQL (verification included) and pgloader
+# loading the same file into PostgreSQL in alternating pairs (--runs N, 3 by default), then
+# PostgreSQL → SQLite once; prints rows/s, each pair's ratio and their median (target ≥ 1.5×
+# pgloader). Installs pgloader with apt when missing.
 bench-migrate *ARGS: require-pg
     command -v pgloader >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgloader)
     cargo build --release -p decentcom --bin decentcom
