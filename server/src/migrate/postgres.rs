@@ -7,10 +7,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, Postgres, Transaction};
-
-use futures::TryStreamExt;
 
 use super::digest::TableDigest;
 use super::tables::{Bound, Kind, Row, Table, Value};
