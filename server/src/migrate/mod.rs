@@ -249,8 +249,8 @@ impl Db {
     async fn digest_rest(
         &mut self,
         table: Table,
-        mut bound: Option<Bound>,
-        mut digest: TableDigest,
+        bound: Option<Bound>,
+        digest: TableDigest,
         page: usize,
     ) -> Result<Summary> {
         #[cfg(feature = "postgres")]
@@ -258,14 +258,10 @@ impl Db {
             let whole = postgres::digest_table(conn, table).await;
             return Ok(whole.wrap_err_with(|| format!("reading back {}", table.name()))?.finish());
         }
-        while let Some(lower) = bound.take() {
-            let rows = self.page(table, &lower, page).await?;
-            rows.iter().for_each(|r| digest.add(r));
-            if rows.len() == page {
-                bound = rows.last().and_then(|last| Bound::after(table.key(), last));
-            }
-        }
-        Ok(digest.finish())
+        Ok(match bound {
+            Some(bound) => scan_from(self, table, bound, digest, page, None).await?.0.finish(),
+            None => digest.finish(),
+        })
     }
 
     async fn threads_by_parent(&mut self, first: i64, last: i64) -> Result<Vec<Row>> {
@@ -378,9 +374,9 @@ impl Db {
         }
     }
 
-    /// PostgreSQL target: does the deferred work (indexes, foreign keys, statistics) that only involves the
-    /// `complete` tables, foreign keys on a cycle of references only when `takes_cycles`;
-    /// returns how many pieces it did.
+    /// PostgreSQL target: does the deferred work (indexes, foreign keys, statistics) that only
+    /// involves the `complete` tables, foreign keys on a cycle of references only when
+    /// `takes_cycles`; returns how many pieces it did.
     async fn restore_ready_indexes(&mut self, complete: &[&str], takes_cycles: bool) -> Result<u64> {
         match self {
             #[cfg(feature = "postgres")]
@@ -459,8 +455,19 @@ fn scan_page(batch_size: usize) -> usize {
 /// Reads a whole table (or its first `limit` rows) in key order: its digest (to be finished or
 /// continued) and last row.
 async fn scan(db: &mut Db, table: Table, page: usize, limit: Option<u64>) -> Result<(TableDigest, Option<Row>)> {
-    let mut digest = TableDigest::default();
-    let mut bound = Bound::start(table.key());
+    scan_from(db, table, Bound::start(table.key()), TableDigest::default(), page, limit).await
+}
+
+/// Reads a table from `bound` on in key order (up to `limit` rows in `digest` in all), continuing
+/// `digest`: the digest and the last row read.
+async fn scan_from(
+    db: &mut Db,
+    table: Table,
+    mut bound: Bound,
+    mut digest: TableDigest,
+    page: usize,
+    limit: Option<u64>,
+) -> Result<(TableDigest, Option<Row>)> {
     let mut last = None;
     loop {
         let want = match limit {
