@@ -429,10 +429,11 @@ pub async fn has_migrations_table(conn: &mut PgConnection) -> Result<bool, sqlx:
 
 /// The bookkeeping table that holds, while a load is under way, the work left to finish the
 /// target: the definitions of the keys, secondary indexes and foreign keys dropped for the load,
-/// and the `ANALYZE` of every table. Created and filled in the transaction that drops them; each row removed in the transaction
-/// that does its work, so an interrupted run always knows what is left. It is not part of the
-/// schema the query macros are checked against, so the statements on it are plain text (as are
-/// the DDL statements built from catalog names and definitions, which no macro can express).
+/// and the `ANALYZE` of every table. Created and filled in the transaction that drops them; each
+/// row removed in the transaction that does its work, so an interrupted run always knows what is
+/// left. It is not part of the schema the query macros are checked against, so the statements on
+/// it are plain text (as are the DDL statements built from catalog names and definitions, which
+/// no macro can express).
 const DEFERRED_TABLE: &str = "_decentcom_migrate_deferred";
 
 /// What a piece of deferred work rebuilds (the bookkeeping table's `kind`).
@@ -571,8 +572,8 @@ pub async fn restore_keys(conn: &mut PgConnection, tables: &[&str]) -> Result<u6
 }
 
 /// Does the deferred work (indexes, foreign keys, statistics) that involves only `complete`
-/// tables (fully copied, keys rebuilt). Several connections do this at once: each takes the next piece nobody
-/// holds (`SKIP LOCKED`).
+/// tables (fully copied, keys rebuilt). Several connections do this at once: each takes the next
+/// piece nobody holds (`SKIP LOCKED`).
 ///
 /// Adding a foreign key locks its table, then the table it refers to, until it commits; two
 /// connections adding keys that refer to each other's tables (`messages` and `threads`) would
