@@ -8,13 +8,14 @@
 //!   strictly in page order: whatever moment the process is killed at, the target holds a prefix
 //!   of the source, which is what `--resume` relies on. (SQLite has a single writer.)
 //! - the **tracker** follows the commits in their order: progress bars and timings, and news
-//!   for the verifier;
+//!   of each completed table for the verifier and the restorers;
 //! - the **verifier**, on its own target connection, takes each table once it is complete:
-//!   rebuilds its keys (PostgreSQL loads without them), tells the restorers, and reads the whole
-//!   table back in key order into its digest (the target side of the verification; on
-//!   PostgreSQL one binary `COPY` per table, hashed without building rows);
-//! - the **restorers**, on more connections (PostgreSQL only), rebuild each table's deferred
-//!   indexes and foreign keys as soon as that table and the tables it refers to are ready.
+//!   sees its keys rebuilt (PostgreSQL loads without them) and reads the whole table back in
+//!   key order into its digest (the target side of the verification; on PostgreSQL one binary
+//!   `COPY` per table, hashed without building rows);
+//! - the **restorers**, on more connections (PostgreSQL only), rebuild each complete table's
+//!   keys first (the verifier needs them), then its deferred indexes and foreign keys as soon as
+//!   the tables it refers to have their keys back.
 //!
 //! Threads are written together with their parent messages, not in their own key order; both
 //! sides of them are scanned once the copy is over (see [`super::run`]).
@@ -23,7 +24,7 @@
 //! the one reported.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
@@ -135,10 +136,11 @@ pub(super) async fn copy_tables(
     let work = if deferred > 0 { progress.work(deferred) } else { indicatif::ProgressBar::hidden() };
     let mut to_restorers = Vec::new();
     let mut restorer_tasks = Vec::new();
+    let under_way = UnderWay::default();
     for (i, db) in restore.into_iter().enumerate() {
         let (to_restorer, done) = mpsc::unbounded_channel();
         to_restorers.push(to_restorer);
-        restorer_tasks.push(tokio::spawn(rebuild(db, i == 0, done, work.clone())));
+        restorer_tasks.push(tokio::spawn(rebuild(db, i == 0, under_way.clone(), done, work.clone())));
     }
     let mut to_writers = Vec::new();
     let mut writer_tasks = Vec::new();
@@ -149,8 +151,8 @@ pub(super) async fn copy_tables(
     }
     drop(to_tracker);
     let reader = tokio::spawn(read(source, reader_starts, batch, to_writers));
-    let tracker = tokio::spawn(track(written, to_verifier, bars, progress.clone()));
-    let verifier = tokio::spawn(read_back(verify, verifier_starts, batch, completed, to_restorers, work.clone()));
+    let tracker = tokio::spawn(track(written, to_verifier, to_restorers, bars, progress.clone()));
+    let verifier = tokio::spawn(read_back(verify, verifier_starts, batch, completed, work.clone()));
     let (reader, writers, tracker, verifier, restorers) = tokio::join!(
         reader,
         futures::future::join_all(writer_tasks),
@@ -293,11 +295,12 @@ async fn write(
 /// Per table: rows copied now, seconds spent, thread rows copied with it (messages).
 type Times = BTreeMap<Table, (u64, f64, u64)>;
 
-/// The tracker: progress bars and timings from the commits; tells the verifier of each table
-/// completed.
+/// The tracker: progress bars and timings from the commits; tells the verifier and the
+/// restorers of each table completed.
 async fn track(
     mut written: mpsc::UnboundedReceiver<Written>,
     to_verifier: mpsc::UnboundedSender<Table>,
+    to_restorers: Vec<mpsc::UnboundedSender<Table>>,
     bars: BTreeMap<Table, (u64, u64)>,
     progress: Progress,
 ) -> Times {
@@ -325,8 +328,11 @@ async fn track(
             Written::Done(_) => {
                 entry.1 = began.elapsed().as_secs_f64();
                 bar.finish();
-                if to_verifier.send(table).is_err() {
-                    break; // the verifier stopped: its error is the one to report
+                let tables = completed_with(table);
+                if to_verifier.send(table).is_err()
+                    || to_restorers.iter().any(|r| tables.iter().any(|t| r.send(*t).is_err()))
+                {
+                    break; // the verifier or a restorer stopped: its error is the one to report
                 }
             }
         }
@@ -334,50 +340,101 @@ async fn track(
     out
 }
 
+/// The tables complete once `table` is: threads are complete with messages (they travel in the
+/// same pages).
+fn completed_with(table: Table) -> Vec<Table> {
+    if table == Table::Messages { vec![Table::Messages, Table::Threads] } else { vec![table] }
+}
+
 type TargetStarts = BTreeMap<Table, (Option<Bound>, TableDigest)>;
 
-/// The verifier: for each completed table, rebuilds its keys, tells the restorers, then reads
-/// what the target holds from the table's start on to its end.
+/// The verifier: for each completed table, sees its keys rebuilt, then reads what the target
+/// holds from the table's start on to its end.
 async fn read_back(
     mut target: Db,
     starts: TargetStarts,
     batch: usize,
     mut completed: mpsc::UnboundedReceiver<Table>,
-    to_restorers: Vec<mpsc::UnboundedSender<Table>>,
     work: indicatif::ProgressBar,
 ) -> Result<(Db, BTreeMap<Table, Summary>)> {
     let mut states = starts;
     let mut out = BTreeMap::new();
     let page = super::scan_page(batch);
     while let Some(table) = completed.recv().await {
-        // Threads are complete with messages (they travel in the same pages).
-        let tables: &[Table] = if table == Table::Messages { &[Table::Messages, Table::Threads] } else { &[table] };
-        let names: Vec<&str> = tables.iter().map(|t| t.name()).collect();
+        // The restorers rebuild keys first; whichever of them this does not rebuild itself it
+        // waits for.
+        let names: Vec<&str> = completed_with(table).iter().map(|t| t.name()).collect();
         work.inc(target.restore_keys(&names).await?);
-        for table in tables {
-            if to_restorers.iter().any(|r| r.send(*table).is_err()) {
-                break; // a restorer stopped: its error is the one to report
-            }
-        }
         let (bound, digest) = states.remove(&table).expect("every table has a start");
         out.insert(table, target.digest_rest(table, bound, digest, page).await?);
     }
     Ok((target, out))
 }
 
-/// A restorer: does each table's deferred work (indexes, foreign keys, statistics) once the
-/// tables it involves are ready. Only the first one adds the foreign keys on a cycle of
-/// references (see [`super::postgres::restore_ready`]).
+/// A restorer: does each table's deferred work (keys, indexes, foreign keys, statistics) once
+/// the tables it involves are ready, one piece at a time so that a table completed meanwhile
+/// (its keys first) is taken into account at once. Only the first one adds the foreign keys on
+/// a cycle of references (see [`super::postgres::restore_next`]).
 async fn rebuild(
     mut db: Db,
     takes_cycles: bool,
+    under_way: UnderWay,
     mut ready: mpsc::UnboundedReceiver<Table>,
     work: indicatif::ProgressBar,
 ) -> Result<Db> {
     let mut complete = Vec::new();
-    while let Some(table) = ready.recv().await {
-        complete.push(table.name());
-        work.inc(db.restore_ready_indexes(&complete, takes_cycles).await?);
+    loop {
+        while let Ok(table) = ready.try_recv() {
+            complete.push(table.name());
+        }
+        if db.restore_next(&complete, takes_cycles, &under_way).await? {
+            work.inc(1);
+            continue;
+        }
+        // Nothing to do until another table is complete.
+        match ready.recv().await {
+            Some(table) => complete.push(table.name()),
+            None => return Ok(db),
+        }
     }
-    Ok(db)
+}
+
+/// The tables that the steps under way on other connections lock, shared by the connections
+/// calling [`super::postgres::restore_next`]: each prefers steps on other tables, since steps
+/// on one table (checking its foreign keys, analysing it, building its indexes) mostly wait for
+/// each other.
+// Only PostgreSQL defers work: a build with SQLite alone (`just prepare`) never reads it.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+#[derive(Clone, Default)]
+pub(super) struct UnderWay(Arc<Mutex<Vec<String>>>);
+
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+impl UnderWay {
+    pub(super) fn tables(&self) -> Vec<String> {
+        self.0.lock().expect("never poisoned").clone()
+    }
+
+    /// Marks `tables` as locked until the returned guard is dropped.
+    pub(super) fn mark(&self, tables: Vec<String>) -> Marked {
+        self.0.lock().expect("never poisoned").extend(tables.iter().cloned());
+        Marked { under_way: self.clone(), tables }
+    }
+}
+
+/// Tables marked as locked by a step under way (see [`UnderWay::mark`]), unmarked when dropped.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(super) struct Marked {
+    under_way: UnderWay,
+    tables: Vec<String>,
+}
+
+impl Drop for Marked {
+    fn drop(&mut self) {
+        let mut all = self.under_way.0.lock().expect("never poisoned");
+        for table in &self.tables {
+            if let Some(i) = all.iter().position(|t| t == table) {
+                all.swap_remove(i);
+            }
+        }
+    }
 }

@@ -35,6 +35,7 @@ use std::collections::BTreeMap;
 use eyre::WrapErr;
 
 use crate::config::{Backend, Config};
+use copy::UnderWay;
 use digest::{Summary, TableDigest};
 use progress::{Progress, render_table};
 use tables::{Bound, Row, Table};
@@ -359,8 +360,8 @@ impl Db {
         }
     }
 
-    /// PostgreSQL target: rebuilds the keys (primary, unique) of `tables` dropped for the load;
-    /// returns how many.
+    /// PostgreSQL target: rebuilds the keys (primary, unique) of `tables` dropped for the load,
+    /// or waits for the restorer rebuilding one; returns how many it rebuilt.
     async fn restore_keys(&mut self, tables: &[&str]) -> Result<u64> {
         match self {
             #[cfg(feature = "postgres")]
@@ -374,18 +375,18 @@ impl Db {
         }
     }
 
-    /// PostgreSQL target: does the deferred work (indexes, foreign keys, statistics) that only
-    /// involves the `complete` tables, foreign keys on a cycle of references only when
-    /// `takes_cycles`; returns how many pieces it did.
-    async fn restore_ready_indexes(&mut self, complete: &[&str], takes_cycles: bool) -> Result<u64> {
+    /// PostgreSQL target: does the next piece of deferred work (keys first, then indexes,
+    /// foreign keys, statistics) that only involves the `complete` tables, foreign keys on a
+    /// cycle of references only when `takes_cycles`; returns whether there was one.
+    async fn restore_next(&mut self, complete: &[&str], takes_cycles: bool, under_way: &UnderWay) -> Result<bool> {
         match self {
             #[cfg(feature = "postgres")]
-            Db::PgTarget(conn) => Ok(postgres::restore_ready(conn, complete, takes_cycles)
-                .await
-                .wrap_err("rebuilding the target's indexes and foreign keys (a reference may be broken)")?),
+            Db::PgTarget(conn) => Ok(postgres::restore_next(conn, complete, takes_cycles, under_way).await.wrap_err(
+                "rebuilding the target's keys, indexes and foreign keys (a key may repeat or a reference be broken)",
+            )?),
             _ => {
-                let _ = (complete, takes_cycles); // only PostgreSQL defers any work
-                Ok(0)
+                let _ = (complete, takes_cycles, under_way); // only PostgreSQL defers any work
+                Ok(false)
             }
         }
     }

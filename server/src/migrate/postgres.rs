@@ -11,6 +11,7 @@ use futures::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, Postgres, Transaction};
 
+use super::copy::UnderWay;
 use super::digest::TableDigest;
 use super::tables::{Bound, Kind, Row, Table, Value};
 use crate::config::redact_url;
@@ -442,9 +443,28 @@ const INDEX: &str = "index";
 const FOREIGN_KEY: &str = "foreign key";
 const STATISTICS: &str = "statistics";
 
+/// A piece of deferred work, as the bookkeeping table holds it.
+struct Piece<'a> {
+    kind: &'static str,
+    table: &'a str,
+    /// A foreign key's referenced table.
+    refers_to: Option<&'a str>,
+    /// A foreign key on a cycle of references (see [`restore_next`]).
+    on_cycle: bool,
+    work: String,
+    /// A second step, done in a transaction of its own after `work`.
+    then_work: Option<String>,
+}
+
+impl<'a> Piece<'a> {
+    fn new(kind: &'static str, table: &'a str, work: String) -> Piece<'a> {
+        Piece { kind, table, refers_to: None, on_cycle: false, work, then_work: None }
+    }
+}
+
 /// Drops the target's keys (primary and unique), secondary indexes and foreign keys for the bulk
 /// load (unless an interrupted run already did), remembering their definitions; [`restore_keys`]
-/// and [`restore_ready`] put them back. Keeping them would make PostgreSQL maintain every index
+/// and [`restore_next`] put them back. Keeping them would make PostgreSQL maintain every index
 /// (the full-text GIN index above all, and a key is an index too) and check every reference row
 /// by row, each with its own WAL record; building and validating them once per table is much
 /// cheaper. Each table is analysed once loaded too: autovacuum would do it only later, or never
@@ -482,44 +502,54 @@ pub async fn defer_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     .await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE {DEFERRED_TABLE} (seq BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, table_name TEXT NOT NULL, \
-         refers_to TEXT, on_cycle BOOLEAN NOT NULL, work TEXT NOT NULL)"
+         refers_to TEXT, on_cycle BOOLEAN NOT NULL, work TEXT NOT NULL, then_work TEXT)"
     )))
     .execute(&mut *tx)
     .await?;
     // Rebuilt in this order: keys (which foreign keys need), then indexes, then foreign keys, then
     // statistics.
-    let mut work = Vec::new();
+    let mut pieces = Vec::new();
     let mut drop = Vec::new();
     let references: Vec<(&str, &str)> =
         constraints.iter().filter_map(|k| Some((k.table.as_str(), k.refers_to.as_deref()?))).collect();
     for key in constraints.iter().filter(|k| !k.is_foreign) {
-        let statement = format!("ALTER TABLE {} ADD CONSTRAINT {} {}", key.qualified, key.name, key.definition);
-        work.push((KEY, key.table.as_str(), None, false, statement));
+        let work = format!("ALTER TABLE {} ADD CONSTRAINT {} {}", key.qualified, key.name, key.definition);
+        pieces.push(Piece::new(KEY, &key.table, work));
     }
     for index in &indexes {
-        work.push((INDEX, index.table.as_str(), None, false, index.definition.clone()));
+        pieces.push(Piece::new(INDEX, &index.table, index.definition.clone()));
     }
     // Dropped first: a foreign key needs the key it refers to.
     for key in constraints.iter() {
         drop.push(format!("ALTER TABLE {} DROP CONSTRAINT {}", key.qualified, key.name));
         let Some(refers_to) = key.refers_to.as_deref().filter(|_| key.is_foreign) else { continue };
-        let on_cycle = key.table != refers_to && reaches(&references, refers_to, &key.table);
-        let statement = format!("ALTER TABLE {} ADD CONSTRAINT {} {}", key.qualified, key.name, key.definition);
-        work.push((FOREIGN_KEY, key.table.as_str(), Some(refers_to), on_cycle, statement));
+        // In two steps: adding the key unchecked locks both tables (`SHARE ROW EXCLUSIVE`) only
+        // for a moment; the check that follows, the long part, locks only its own table against
+        // other checks (`SHARE UPDATE EXCLUSIVE`), so the keys of the tables it refers to, or
+        // that refer to it, are checked meanwhile.
+        let work = format!("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID", key.qualified, key.name, key.definition);
+        pieces.push(Piece {
+            refers_to: Some(refers_to),
+            on_cycle: key.table != refers_to && reaches(&references, refers_to, &key.table),
+            then_work: Some(format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", key.qualified, key.name)),
+            ..Piece::new(FOREIGN_KEY, &key.table, work)
+        });
     }
     drop.extend(indexes.iter().map(|index| format!("DROP INDEX {}", index.name)));
     for table in &copied {
-        work.push((STATISTICS, table.as_str(), None, false, format!("ANALYZE {table}")));
+        pieces.push(Piece::new(STATISTICS, table, format!("ANALYZE {table}")));
     }
-    for (kind, table, refers_to, on_cycle, statement) in &work {
+    for piece in &pieces {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {DEFERRED_TABLE} (kind, table_name, refers_to, on_cycle, work) VALUES ($1, $2, $3, $4, $5)"
+            "INSERT INTO {DEFERRED_TABLE} (kind, table_name, refers_to, on_cycle, work, then_work) \
+             VALUES ($1, $2, $3, $4, $5, $6)"
         )))
-        .bind(kind)
-        .bind(table)
-        .bind(refers_to)
-        .bind(on_cycle)
-        .bind(statement)
+        .bind(piece.kind)
+        .bind(piece.table)
+        .bind(piece.refers_to)
+        .bind(piece.on_cycle)
+        .bind(&piece.work)
+        .bind(&piece.then_work)
         .execute(&mut *tx)
         .await?;
     }
@@ -529,14 +559,15 @@ pub async fn defer_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// How many pieces of deferred work are left (none when nothing is deferred).
+/// How many steps of deferred work are left (none when nothing is deferred).
 pub async fn deferred_work(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     if !deferred_table_exists(conn).await? {
         return Ok(0);
     }
-    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {DEFERRED_TABLE}")))
-        .fetch_one(&mut *conn)
-        .await?;
+    let n: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) + COUNT(then_work) FROM {DEFERRED_TABLE}")))
+            .fetch_one(&mut *conn)
+            .await?;
     Ok(n as u64)
 }
 
@@ -566,68 +597,119 @@ fn reaches(references: &[(&str, &str)], from: &str, to: &str) -> bool {
 
 /// Rebuilds the keys of `tables` (primary and unique, checking that no value repeats): what
 /// reading a table in key order needs, and what its foreign keys and those referring to it need.
-/// Returns how many it rebuilt.
+/// A key that another connection is rebuilding ([`restore_next`] takes keys too) is waited for.
+/// Returns how many it rebuilt itself.
 pub async fn restore_keys(conn: &mut PgConnection, tables: &[&str]) -> Result<u64, sqlx::Error> {
-    restore(conn, tables, true, false).await
+    let mut done = 0;
+    while restore_one(conn, tables, Pieces::Keys).await? {
+        done += 1;
+    }
+    Ok(done)
 }
 
-/// Does the deferred work (indexes, foreign keys, statistics) that involves only `complete`
-/// tables (fully copied, keys rebuilt). Several connections do this at once: each takes the next
-/// piece nobody holds (`SKIP LOCKED`).
+/// Does the next step of deferred work that involves only `complete` tables: their keys first
+/// (the verifier waits for them), then their indexes, foreign keys (once the key they refer to
+/// is back; added unchecked, then checked) and statistics. Several connections do this at once:
+/// each takes the next piece nobody holds (`SKIP LOCKED`). Returns whether there was one.
 ///
 /// Adding a foreign key locks its table, then the table it refers to, until it commits; two
 /// connections adding keys that refer to each other's tables (`messages` and `threads`) would
 /// deadlock. Such keys, those on a cycle of references, are left to the one connection called
 /// with `takes_cycles`; any wait among the others ends (a cycle of waits needs a cycle of
-/// references). Returns how many pieces it did.
-pub async fn restore_ready(conn: &mut PgConnection, complete: &[&str], takes_cycles: bool) -> Result<u64, sqlx::Error> {
-    restore(conn, complete, false, takes_cycles).await
+/// references).
+pub async fn restore_next(
+    conn: &mut PgConnection,
+    complete: &[&str],
+    takes_cycles: bool,
+    under_way: &UnderWay,
+) -> Result<bool, sqlx::Error> {
+    restore_one(conn, complete, Pieces::Ready { takes_cycles, under_way }).await
 }
 
-/// Does the work of one kind (keys, or the rest) on `tables`, one piece per transaction together
-/// with the removal of its bookkeeping row, so a run killed half-way knows exactly what is left.
-async fn restore(conn: &mut PgConnection, tables: &[&str], keys: bool, takes_cycles: bool) -> Result<u64, sqlx::Error> {
+/// Which pieces of deferred work [`restore_one`] takes a step of.
+#[derive(Clone, Copy)]
+enum Pieces<'a> {
+    /// The tables' keys, waiting for one another connection holds.
+    Keys,
+    /// Whatever is ready and nobody holds, keys first, then preferably on tables no other step
+    /// `under_way` locks; foreign keys on a cycle of references only with `takes_cycles`.
+    Ready { takes_cycles: bool, under_way: &'a UnderWay },
+}
+
+/// The next step of a piece of deferred work, as [`restore_one`] reads it.
+#[derive(sqlx::FromRow)]
+struct Step {
+    seq: i64,
+    work: String,
+    then_work: Option<String>,
+    table_name: String,
+    refers_to: Option<String>,
+}
+
+/// Does one step of deferred work of `pieces` on `tables`, in one transaction with the update of
+/// its bookkeeping row (the piece's second step put in the first's place, or the row removed),
+/// so a run killed half-way knows exactly what is left. Returns whether there was one.
+async fn restore_one(conn: &mut PgConnection, tables: &[&str], pieces: Pieces<'_>) -> Result<bool, sqlx::Error> {
     if !deferred_table_exists(conn).await? {
-        return Ok(0);
+        return Ok(false);
     }
-    let tables: Vec<String> = tables.iter().map(|t| (*t).to_owned()).collect();
-    let mut done = 0;
-    loop {
-        let mut tx = conn.begin().await?;
-        let next: Option<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT seq, work FROM {DEFERRED_TABLE}
-             WHERE (kind = '{KEY}') = $3 AND table_name = ANY($1) AND (refers_to IS NULL OR refers_to = ANY($1))
-               AND (NOT on_cycle OR $2)
-             ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED"
+    let (keys_only, takes_cycles, wait, under_way) = match pieces {
+        Pieces::Keys => (true, false, "", None),
+        Pieces::Ready { takes_cycles, under_way } => (false, takes_cycles, "SKIP LOCKED", Some(under_way)),
+    };
+    let busy = under_way.map(UnderWay::tables).unwrap_or_default();
+    let mut tx = conn.begin().await?;
+    // A foreign key also needs the key it refers to; a piece another connection is doing is
+    // still there (its removal is not committed), so this holds until it is done.
+    let next: Option<Step> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT seq, work, then_work, table_name, refers_to FROM {DEFERRED_TABLE} d
+         WHERE d.table_name = ANY($1) AND (d.kind = '{KEY}' OR NOT $3)
+           AND (d.refers_to IS NULL OR (d.refers_to = ANY($1) AND NOT EXISTS (
+                SELECT 1 FROM {DEFERRED_TABLE} k WHERE k.kind = '{KEY}' AND k.table_name = d.refers_to)))
+           AND (NOT d.on_cycle OR $2)
+         ORDER BY d.kind <> '{KEY}',
+                  d.table_name = ANY($4) OR (d.then_work IS NOT NULL AND d.refers_to = ANY($4)), d.seq
+         LIMIT 1 FOR UPDATE OF d {wait}"
+    )))
+    .bind(tables)
+    .bind(takes_cycles)
+    .bind(keys_only)
+    .bind(&busy)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(Step { seq, work, then_work, table_name, refers_to }) = next else {
+        // Ended explicitly: a transaction merely dropped is rolled back only when the connection
+        // is next used, and until then its lock on the bookkeeping table would keep the final
+        // `DROP TABLE` waiting.
+        tx.rollback().await?;
+        return Ok(false);
+    };
+    // Adding a foreign key locks the table it refers to as well; checking it hardly does.
+    let locks = [Some(table_name), refers_to.filter(|_| then_work.is_some())].into_iter().flatten().collect();
+    let _marked = under_way.map(|u| u.mark(locks));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(work)).execute(&mut *tx).await?;
+    match then_work {
+        // The second step (checking a foreign key) locks nothing another one would wait for in
+        // a cycle: anyone may take it.
+        Some(then_work) => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {DEFERRED_TABLE} SET work = $2, then_work = NULL, on_cycle = false WHERE seq = $1"
         )))
-        .bind(&tables)
-        .bind(takes_cycles)
-        .bind(keys)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((seq, work)) = next else {
-            // Ended explicitly: a transaction merely dropped is rolled back only when the
-            // connection is next used, and until then its lock on the bookkeeping table would
-            // keep the final `DROP TABLE` waiting.
-            tx.rollback().await?;
-            return Ok(done);
-        };
-        sqlx::raw_sql(sqlx::AssertSqlSafe(work)).execute(&mut *tx).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {DEFERRED_TABLE} WHERE seq = $1")))
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        done += 1;
+        .bind(seq)
+        .bind(then_work),
+        None => sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {DEFERRED_TABLE} WHERE seq = $1"))).bind(seq),
     }
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
-/// Does whatever deferred work is left (see [`restore_keys`], [`restore_ready`]), checking every
+/// Does whatever deferred work is left (see [`restore_keys`], [`restore_next`]), checking every
 /// key and reference, then removes the bookkeeping table. Nothing when nothing was deferred.
 pub async fn restore_indexes(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     let all: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
     restore_keys(conn, &all).await?;
-    restore_ready(conn, &all, true).await?;
+    while restore_next(conn, &all, true, &UnderWay::default()).await? {}
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {DEFERRED_TABLE}"))).execute(&mut *conn).await?;
     Ok(())
 }
