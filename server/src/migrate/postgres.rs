@@ -629,7 +629,7 @@ pub async fn restore_next(
 /// Which pieces of deferred work [`restore_one`] takes a step of.
 #[derive(Clone, Copy)]
 enum Pieces<'a> {
-    /// The tables' keys, waiting for one another connection holds.
+    /// The tables' keys, waiting for any that another connection is rebuilding.
     Keys,
     /// Whatever is ready and nobody holds, keys first, then preferably on tables no other step
     /// `under_way` locks; foreign keys on a cycle of references only with `takes_cycles`.
