@@ -29,6 +29,44 @@ pub enum Command {
     /// target must be empty (or, with --resume, hold an interrupted run of the same source).
     #[command(after_help = MIGRATE_EXIT_CODES)]
     Migrate(MigrateArgs),
+    /// Media store maintenance.
+    #[command(subcommand)]
+    Media(MediaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MediaCommand {
+    /// Check every media row against its blob (missing, wrong size, wrong content with
+    /// --verify-hashes) and list blobs no row refers to and stale temporary uploads; --repair
+    /// removes those leftovers (never a blob a row refers to). Safe while servers run.
+    #[command(after_help = MEDIA_CHECK_EXIT_CODES)]
+    Check(MediaCheckArgs),
+}
+
+const MEDIA_CHECK_EXIT_CODES: &str = "\
+Uses the server's configuration: [storage] for the database, [storage.media] for the store.
+A blob without a row counts as an orphan once it is older than storage.media.stale_upload_seconds
+(a younger one may belong to an upload finishing right now).
+
+Exit codes:
+  0  clean (with --repair: every leftover removed, no row broken)
+  1  error (database or media store unreachable, a removal failed, ...)
+  2  usage or configuration error
+  3  a media row's blob is missing, of the wrong size or of the wrong content (never repaired)
+  4  orphan blobs or stale temporary uploads found (run with --repair to remove them)";
+
+/// `decentcom media check` options.
+#[derive(Debug, clap::Args)]
+pub struct MediaCheckArgs {
+    /// Configuration file (TOML). Without it, ./decentcom.toml is read if it exists.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Also read every blob and compare its SHA-256 with its name.
+    #[arg(long)]
+    pub verify_hashes: bool,
+    /// Remove orphan blobs and stale temporary uploads, and print what was removed.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 const MIGRATE_EXIT_CODES: &str = "\
@@ -43,7 +81,10 @@ Exit codes:
   3  verification failed: a table differs between source and target (named in the output)
   4  target refused: it already holds data (and --resume is not given or not possible), or
      its schema version is not this binary's
-  5  media blobs missing from the source store (names printed; see --allow-missing-media)";
+  5  media blobs missing from the source store (names printed; see --allow-missing-media)
+  6  the source holds values the target cannot store (SQLite -> PostgreSQL: U+0000 in text, see
+     --replace-nul; text that is not UTF-8); each is listed with its table, column and row key,
+     and nothing is written";
 
 /// `decentcom migrate` options.
 #[derive(Debug, clap::Args)]
@@ -76,6 +117,10 @@ pub struct MigrateArgs {
     /// No progress bars and no tables: only errors (for scripts; see the exit codes).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Copy text holding U+0000 (which PostgreSQL cannot store) with U+FFFD in its place, and
+    /// verify every other byte; without it such a source is refused (exit 6).
+    #[arg(long)]
+    pub replace_nul: bool,
 }
 
 /// A database kind on the command line.
@@ -128,6 +173,38 @@ fn run(cli: Cli) -> eyre::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate(args) => Ok(run_migrate(args)),
+        Command::Media(MediaCommand::Check(args)) => Ok(run_media_check(args)),
+    }
+}
+
+fn run_media_check(args: MediaCheckArgs) -> ExitCode {
+    use crate::media::check;
+    let config = match Config::load(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(check::EXIT_USAGE);
+        }
+    };
+    let options = check::Options { verify_hashes: args.verify_hashes, repair: args.repair };
+    let outcome = tokio::runtime::Runtime::new().map_err(eyre::Report::from).and_then(|runtime| {
+        runtime.block_on(async {
+            let storage = crate::storage::open(&config.storage).await?;
+            let credentials = crate::media::S3Credentials::for_provider(config.storage.media.provider);
+            let blobs = crate::media::Blobs::from_config(&config.storage.media, credentials.as_ref()).await?;
+            let report = check::run(storage.as_ref(), &blobs, options).await?;
+            Ok((check::render(&report, options, blobs.stale_after()), report))
+        })
+    });
+    match outcome {
+        Ok((text, report)) => {
+            print!("{text}");
+            ExitCode::from(report.exit_code(options))
+        }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(check::EXIT_ERROR)
+        }
     }
 }
 
@@ -143,6 +220,11 @@ fn run_migrate(args: MigrateArgs) -> ExitCode {
             verify_only: args.verify_only,
             allow_missing_media: args.allow_missing_media,
             quiet: args.quiet,
+            nul_text: if args.replace_nul {
+                migrate::unstorable::NulText::Replace
+            } else {
+                migrate::unstorable::NulText::Refuse
+            },
         };
         let runtime = tokio::runtime::Runtime::new().map_err(|e| MigrateError::Failed(e.into()))?;
         runtime.block_on(migrate::run(&config, &options))

@@ -48,6 +48,8 @@ pub struct NetworkConfig {
     /// CORS origins; empty = any origin.
     #[serde(deserialize_with = "string_list")]
     pub allowed_origins: Vec<String>,
+    /// Open connections at most (gateway sockets included); the open-file limit must allow them.
+    pub max_connections: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +109,8 @@ pub struct MediaConfig {
     /// Prepended to every object key.
     pub prefix: String,
     pub presign_ttl_seconds: u64,
+    /// Temporary uploads (and unfinished S3 multipart uploads) older than this are removed.
+    pub stale_upload_seconds: u64,
 }
 
 /// `decentcom migrate`: the other side of a migration. (The databases of both sides are
@@ -185,7 +189,11 @@ impl Default for ServerConfig {
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        NetworkConfig { bind_address: ([127, 0, 0, 1], 8080).into(), allowed_origins: Vec::new() }
+        NetworkConfig {
+            bind_address: ([127, 0, 0, 1], 8080).into(),
+            allowed_origins: Vec::new(),
+            max_connections: 10_000,
+        }
     }
 }
 
@@ -197,7 +205,7 @@ impl Default for StorageConfig {
             database_url: None,
             max_connections: 10,
             min_connections: 0,
-            acquire_timeout_seconds: 30,
+            acquire_timeout_seconds: 5,
             idle_timeout_seconds: 600,
             statement_timeout_seconds: 30,
             media: MediaConfig::default(),
@@ -217,6 +225,7 @@ impl Default for MediaConfig {
             virtual_hosted_style: false,
             prefix: String::new(),
             presign_ttl_seconds: 3600,
+            stale_upload_seconds: 3600,
         }
     }
 }
@@ -374,8 +383,10 @@ impl Config {
         if self.storage.min_connections > self.storage.max_connections {
             return fail("storage.min_connections must not exceed storage.max_connections");
         }
-        let positive: [(&str, u64); 7] = [
+        let positive: [(&str, u64); 9] = [
+            ("network.max_connections", self.network.max_connections),
             ("storage.max_connections", self.storage.max_connections.into()),
+            ("storage.media.stale_upload_seconds", self.storage.media.stale_upload_seconds),
             ("storage.acquire_timeout_seconds", self.storage.acquire_timeout_seconds),
             ("content.max_message_length", self.content.max_message_length as u64),
             ("content.max_file_size", self.content.max_file_size),

@@ -428,3 +428,125 @@ async fn unreachable_sides_and_bad_usage_are_reported_clearly_without_the_passwo
     let out = migrate(&cfg, "sqlite", "postgres", &["--batch-size", "0"]);
     assert_eq!(code(&out), 2, "{}", text(&out.stderr));
 }
+
+/// Runs `sql` statements on a SQLite file with CHECK constraints and foreign keys off (tests
+/// write what another tool could have written; table names are data here, so no query macro).
+async fn tamper(path: &Path, statements: &[String]) {
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    conn.execute("PRAGMA ignore_check_constraints = ON").await.unwrap();
+    conn.execute("PRAGMA foreign_keys = OFF").await.unwrap();
+    for sql in statements {
+        conn.execute(sqlx::AssertSqlSafe(sql.clone())).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    conn.close().await.unwrap();
+}
+
+/// `table.column` of every value line `decentcom migrate` listed as unstorable.
+fn listed_columns(output: &str) -> std::collections::BTreeSet<String> {
+    output
+        .lines()
+        .filter(|l| l.starts_with("  ") && (l.contains(": contains U+0000") || l.contains(": is not valid UTF-8")))
+        .map(|l| l.trim().split(' ').next().unwrap().to_owned())
+        .collect()
+}
+
+/// Whether a PostgreSQL database holds any table.
+async fn pg_tables(url: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetch_one(&mut conn).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_source_holding_nul_is_refused_untouched_then_moved_with_replace_nul() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    synthetic::write_edge_cases(&source).await.unwrap();
+    tamper(
+        &source,
+        &["UPDATE messages SET content = 'x' || char(0) || 'y' WHERE id = (SELECT min(id) FROM messages WHERE deleted_at IS NULL)"
+            .to_owned()],
+    )
+    .await;
+    let message_id = synthetic::read_sqlite(&source).await.unwrap();
+    let message_id = rows_of(&message_id, Table::Messages)
+        .iter()
+        .find(|r| matches!(&r[4], Value::Text(t) if t.contains('\0')))
+        .map(|r| r[0].clone())
+        .unwrap();
+    let Value::Int(message_id) = message_id else { unreachable!() };
+    let pg = ScratchPg::create("migrate_nul").await;
+    let cfg = config(dir.path(), "nul.toml", &source, pg.url(), "");
+
+    let dry = migrate(&cfg, "sqlite", "postgres", &["--dry-run"]);
+    expect_success(&dry);
+    let listed = text(&dry.stdout);
+    assert!(listed.contains(&format!("messages.content (id={message_id}): contains U+0000")), "{listed}");
+    assert!(listed.contains("a real run would refuse"), "{listed}");
+
+    let refused = migrate(&cfg, "sqlite", "postgres", &[]);
+    assert_eq!(code(&refused), 6, "{}\n{}", text(&refused.stdout), text(&refused.stderr));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains(&format!("messages.content (id={message_id})")) && stderr.contains("nothing was written"));
+    assert_eq!(pg_tables(pg.url()).await, 0, "the target is untouched");
+
+    let moved = migrate(&cfg, "sqlite", "postgres", &["--replace-nul"]);
+    expect_success(&moved);
+    let stdout = text(&moved.stdout) + &text(&moved.stderr);
+    assert!(stdout.contains("source and target hold the same rows in every table"), "{stdout}");
+    assert!(stdout.contains("messages: 1 value(s) with U+0000"), "{stdout}");
+    let copied = synthetic::read_postgres(pg.url()).await.unwrap();
+    let content = rows_of(&copied, Table::Messages).iter().find(|r| r[0] == Value::Int(message_id)).unwrap()[4].clone();
+    assert_eq!(content, Value::Text("x\u{FFFD}y".into()));
+    // Every other row is the source's, byte for byte.
+    let mut expected = synthetic::read_sqlite(&source).await.unwrap();
+    decentcom::migrate::unstorable::replace_nul(
+        &mut expected.iter_mut().find(|(t, _)| *t == Table::Messages).unwrap().1,
+    );
+    assert_eq!(copied, expected);
+}
+
+#[tokio::test]
+async fn every_text_column_is_checked_and_invalid_utf8_is_refused_even_with_replace_nul() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    synthetic::write_edge_cases(&source).await.unwrap();
+    let rows = synthetic::read_sqlite(&source).await.unwrap();
+    // A NUL in every text value of every table; expected: every text column that holds a value.
+    let mut statements = Vec::new();
+    let mut expected = std::collections::BTreeSet::new();
+    for (table, table_rows) in &rows {
+        for (i, (column, kind)) in table.columns().iter().enumerate() {
+            if *kind != decentcom::migrate::tables::Kind::Text {
+                continue;
+            }
+            if table_rows.iter().any(|r| r[i] != Value::Null) {
+                expected.insert(format!("{}.{column}", table.name()));
+            }
+            statements.push(format!(
+                "UPDATE {0} SET {1} = CAST(CAST({1} AS BLOB) || x'00' AS TEXT) WHERE {1} IS NOT NULL",
+                table.name(),
+                column
+            ));
+        }
+    }
+    tamper(&source, &statements).await;
+    let pg = ScratchPg::create("migrate_text").await;
+    let cfg = config(dir.path(), "text.toml", &source, pg.url(), "");
+    let dry = migrate(&cfg, "sqlite", "postgres", &["--dry-run"]);
+    expect_success(&dry);
+    assert_eq!(listed_columns(&text(&dry.stdout)), expected);
+
+    // Bytes that are not UTF-8 cannot be fixed by --replace-nul.
+    tamper(
+        &source,
+        &["UPDATE users SET display_name = CAST(x'41ff42' AS TEXT) WHERE id = (SELECT min(id) FROM users)".to_owned()],
+    )
+    .await;
+    let refused = migrate(&cfg, "sqlite", "postgres", &["--replace-nul"]);
+    assert_eq!(code(&refused), 6, "{}\n{}", text(&refused.stdout), text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("users.display_name (id="), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("is not valid UTF-8"));
+    assert_eq!(pg_tables(pg.url()).await, 0, "the target is untouched");
+}

@@ -19,6 +19,7 @@ use super::common::{bad_request, forbidden, text_channel, unprocessable};
 use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::Path;
+use super::middleware::{upload_stalled, upload_timed_out};
 use super::session::AuthedMember;
 use crate::media::{BlobError, Staged, clean_filename, declared_mime, image_dimensions, upload_mime};
 use crate::permissions::has;
@@ -144,7 +145,9 @@ fn store_unavailable(err: &BlobError) -> ApiError {
 }
 
 fn multipart_error(err: &MultipartError, limit: usize) -> ApiError {
-    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if upload_stalled(err) {
+        upload_timed_out()
+    } else if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body too large (limit {limit} bytes)"))
     } else {
         bad_request(format!("invalid multipart body: {}", err.body_text()))
@@ -178,6 +181,8 @@ async fn stage_parts(
         if uploads.len() == MAX_PARTS {
             return Err(bad_request(format!("at most {MAX_PARTS} files per request")));
         }
+        // Part headers cannot carry U+0000 (the multipart parser refuses control bytes), so a
+        // filename needs no NUL check.
         let filename = clean_filename(field.file_name());
         let declared = declared_mime(field.content_type());
 

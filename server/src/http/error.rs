@@ -2,10 +2,11 @@
 //! place (api.md §1.5). Storage errors are translated here; database text never reaches a client.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::CONNECTION;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::storage::StorageError;
+use crate::storage::{Conflict, StorageError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -41,6 +42,9 @@ impl From<StorageError> for ApiError {
                 ApiError::database_unavailable()
             }
             StorageError::NotFound(entity) => ApiError::not_found(format!("{entity} not found")),
+            StorageError::Conflict(Conflict::LastAdmin) => {
+                ApiError::new(StatusCode::CONFLICT, "the server must keep at least one administrator")
+            }
             other => {
                 tracing::error!(error = ?other, "storage error");
                 ApiError::internal()
@@ -51,7 +55,13 @@ impl From<StorageError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+        let mut response = (self.status, Json(serde_json::json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // A request that timed out may have left part of its body unread: the connection
+            // cannot carry another request.
+            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

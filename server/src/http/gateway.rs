@@ -141,7 +141,10 @@ struct Command {
 enum End {
     /// Close with this code and reason.
     Close(u16, String),
-    /// The client closed or the socket failed: nothing more to send.
+    /// The client sent a Close frame: answer it (the reply completes the closing handshake, so
+    /// the client sees its own code back, 1000 for a normal close, instead of 1006).
+    ClientClosed,
+    /// The socket failed: nothing more to send.
     Gone,
 }
 
@@ -161,8 +164,13 @@ impl Connection {
     async fn run(mut self) {
         let end = self.serve().await;
         tracing::debug!(user = %self.user.id, "gateway connection ending");
-        if let End::Close(code, reason) = end {
-            close_socket(&mut self.socket, code, &reason).await;
+        match end {
+            End::Close(code, reason) => close_socket(&mut self.socket, code, &reason).await,
+            // tungstenite has queued the echo of the client's frame; closing the sink sends it.
+            End::ClientClosed => {
+                let _ = futures::SinkExt::close(&mut self.socket).await;
+            }
+            End::Gone => {}
         }
     }
 
@@ -194,7 +202,8 @@ impl Connection {
                     Err(End::Close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout".into()))
                 }
                 frame = self.socket.recv() => match frame {
-                    None | Some(Ok(WsMessage::Close(_))) => Err(End::Gone),
+                    Some(Ok(WsMessage::Close(_))) => Err(End::ClientClosed),
+                    None => Err(End::Gone),
                     Some(Err(err)) => Err(read_error(&err)),
                     Some(Ok(WsMessage::Text(text))) if text.len() > MAX_CLIENT_FRAME => Err(too_large()),
                     Some(Ok(WsMessage::Binary(bytes))) if bytes.len() > MAX_CLIENT_FRAME => Err(too_large()),

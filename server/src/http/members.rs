@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::common::{conflict, forbidden, parse_pubkey};
+use super::common::{bad_request, conflict, forbidden, parse_pubkey};
 use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::events::{Audience, BusMessage, close};
@@ -94,8 +94,9 @@ pub async fn join(Authed(session): Authed, State(state): State<AppState>) -> Api
     Ok(axum::Json(MemberResponse { member: joined.member.into() }))
 }
 
-/// Leaves the server: roles and membership removed, gateway connections closed (4004).
-#[utoipa::path(delete, path = "/members/me", tag = "members", responses((status = 204)))]
+/// Leaves the server: roles and membership removed, gateway connections closed (4004). The last
+/// administrator cannot leave (409).
+#[utoipa::path(delete, path = "/members/me", tag = "members", responses((status = 204), (status = 409)))]
 pub async fn leave(auth: AuthedMember, State(state): State<AppState>) -> ApiResult<StatusCode> {
     let user = auth.member.user;
     if state.storage.leave(user.id).await? {
@@ -157,7 +158,7 @@ fn require_outranks(auth: &AuthedMember, target: &storage::Member) -> ApiResult<
 /// Kicks a member: roles, membership and sessions removed; MEMBER_KICK; connections closed (4004).
 #[utoipa::path(post, path = "/members/{pubkey}/kick", tag = "members",
     params(("pubkey" = String, Path, description = "base58 public key")),
-    responses((status = 204), (status = 400), (status = 403), (status = 404)))]
+    responses((status = 204), (status = 400), (status = 403), (status = 404), (status = 409)))]
 pub async fn kick(
     auth: AuthedMember,
     State(state): State<AppState>,
@@ -165,6 +166,9 @@ pub async fn kick(
 ) -> ApiResult<StatusCode> {
     auth.require(Permissions::KICK_MEMBERS, "kick_members")?;
     let pubkey = parse_pubkey(&pubkey)?;
+    if pubkey == auth.member.user.pubkey {
+        return Err(bad_request("cannot kick yourself"));
+    }
     let target = member_by_pubkey(&state, &pubkey).await?;
     require_outranks(&auth, &target)?;
     let user = target.user;
@@ -206,6 +210,9 @@ pub async fn ban(
 ) -> ApiResult<axum::Json<dto::Ban>> {
     auth.require(Permissions::BAN_MEMBERS, "ban_members")?;
     let pubkey = parse_pubkey(&pubkey)?;
+    if pubkey == auth.member.user.pubkey {
+        return Err(bad_request("cannot ban yourself"));
+    }
     if let Some(user) = state.storage.get_user_by_pubkey(&pubkey).await?
         && let Some(target) = state.storage.get_member(user.id).await?
     {

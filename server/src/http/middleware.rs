@@ -13,6 +13,8 @@ use super::error::ApiError;
 
 pub const REQUEST_ID: &str = "x-request-id";
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// An upload body that sends nothing for this long is abandoned (api.md §1.7).
+pub const UPLOAD_IDLE: Duration = Duration::from_secs(30);
 
 /// The request id of a request, as put in its extensions by [`request_id`].
 #[derive(Clone, Debug)]
@@ -43,22 +45,87 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     response
 }
 
-/// Whether the 30 s request timeout applies: not to uploads, media downloads or the gateway.
-fn timeout_applies(path: &str) -> bool {
-    !(path.starts_with("/api/v1/media/")
-        || path == "/api/v1/gateway"
-        || path.ends_with("/attachments")
-        || path == "/api/v1/profile/avatar")
+fn is_upload(path: &str) -> bool {
+    path.ends_with("/attachments") || path == "/api/v1/profile/avatar"
 }
 
-/// 408 `request timed out` after 30 s, where the timeout applies.
-pub async fn timeout(req: Request, next: Next) -> Response {
+/// Whether the 30 s request timeout applies: not to uploads, media downloads or the gateway.
+fn timeout_applies(path: &str) -> bool {
+    !(path.starts_with("/api/v1/media/") || path == "/api/v1/gateway" || is_upload(path))
+}
+
+/// 408 `request timed out` after 30 s, where the timeout applies; uploads instead fail when
+/// their body sends nothing for [`UPLOAD_IDLE`] (see [`UploadStalled`]).
+pub async fn timeout(mut req: Request, next: Next) -> Response {
+    if is_upload(req.uri().path()) {
+        let body = std::mem::take(req.body_mut());
+        *req.body_mut() = idle_limited(body, UPLOAD_IDLE);
+        return next.run(req).await;
+    }
     if !timeout_applies(req.uri().path()) {
         return next.run(req).await;
     }
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "request timed out").into_response(),
+    }
+}
+
+/// The error an upload body yields when no byte arrived for [`UPLOAD_IDLE`]; handlers find it
+/// in their multipart errors with [`upload_stalled`] and answer 408 (the connection closes).
+#[derive(Debug, thiserror::Error)]
+#[error("no data received for {} s", UPLOAD_IDLE.as_secs())]
+pub struct UploadStalled;
+
+/// Whether `err` (or one of its causes) is [`UploadStalled`].
+pub fn upload_stalled(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if err.is::<UploadStalled>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
+/// 408 for a stalled upload.
+pub fn upload_timed_out() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        format!("upload timed out: no data received for {} s", UPLOAD_IDLE.as_secs()),
+    )
+}
+
+/// `body`, failing with [`UploadStalled`] when no data arrives for `idle`.
+fn idle_limited(body: axum::body::Body, idle: Duration) -> axum::body::Body {
+    use futures::StreamExt;
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    let stream = body.into_data_stream();
+    axum::body::Body::from_stream(futures::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(chunk)) => Some((chunk.map_err(BoxError::from), Some(stream))),
+            Ok(None) => None,
+            Err(_) => Some((Err(BoxError::from(UploadStalled)), None)),
+        }
+    }))
+}
+
+/// Answers 503 `database unavailable` for a request still running `storage.acquire_timeout_seconds`
+/// after it started while the database does not answer (api.md §1.5): a request stuck on a
+/// connection that went silent would otherwise hang until the network gives up. Its work is
+/// abandoned (an open transaction rolls back); its response is never sent.
+pub async fn fail_fast(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let patience = Duration::from_secs(state.config.storage.acquire_timeout_seconds);
+    let database = state.database.clone();
+    let give_up = async move {
+        tokio::time::sleep(patience).await;
+        database.wait_down().await;
+    };
+    tokio::select! {
+        response = next.run(req) => response,
+        () = give_up => ApiError::database_unavailable().into_response(),
     }
 }
 

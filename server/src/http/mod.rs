@@ -15,6 +15,7 @@ pub mod events;
 pub mod extract;
 mod gateway;
 mod invites;
+pub mod listener;
 mod media;
 mod members;
 mod messages;
@@ -30,6 +31,7 @@ mod typing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -40,8 +42,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::config::Config;
-use crate::config::MediaProvider;
 use crate::media::{Blobs, S3Credentials};
+use crate::storage::health::DatabaseHealth;
 use crate::storage::{self, ContentHash, Storage};
 use error::ApiError;
 use events::{EventBus, LocalBus, SharedBus};
@@ -55,6 +57,8 @@ pub struct AppState {
     pub media: Blobs,
     /// The server icon's media id, imported at startup.
     pub icon: Option<ContentHash>,
+    /// Whether the database answers (requests stuck on a silent one fail fast, api.md §1.5).
+    pub database: DatabaseHealth,
     /// Cancelled when graceful shutdown begins: gateway connections close with 1001.
     pub shutdown: CancellationToken,
 }
@@ -125,6 +129,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(middleware::json_body_limit(&state)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::body_limit))
         .layer(axum::middleware::from_fn(middleware::timeout))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::fail_fast))
         .layer(cors)
         .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)
@@ -155,10 +160,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// database (migrations run there), open the media store (S3 credentials from the `AWS_*`
 /// environment) and create the default channel.
 pub async fn prepare(config: Config) -> eyre::Result<AppState> {
-    let credentials = match config.storage.media.provider {
-        MediaProvider::S3 => S3Credentials::from_env(),
-        MediaProvider::Local => None,
-    };
+    let credentials = S3Credentials::for_provider(config.storage.media.provider);
     prepare_with_credentials(config, credentials).await
 }
 
@@ -168,6 +170,16 @@ pub async fn prepare_with_credentials(config: Config, s3_credentials: Option<S3C
     let storage = storage::open(&config.storage).await?;
     tracing::info!(backend = storage.backend_name(), "storage ready");
     let media = Blobs::from_config(&config.storage.media, s3_credentials.as_ref()).await?;
+    // What a crash or an outage left behind (api.md §1.7: a failed upload leaves nothing).
+    match media.sweep(media.stale_after()).await {
+        Ok(removed) if !removed.is_empty() => tracing::info!(
+            removed = removed.len(),
+            bytes = removed.iter().map(|t| t.bytes).sum::<u64>(),
+            "removed stale temporary uploads"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot sweep temporary uploads at startup"),
+    }
     if let Some(channel) = storage.ensure_default_channel("general").await? {
         tracing::info!(channel = %channel.name, "created the default channel");
     }
@@ -182,7 +194,8 @@ pub async fn prepare_with_credentials(config: Config, s3_credentials: Option<S3C
             .map_err(|e| eyre::Report::new(e).wrap_err("cannot start the event bus (LISTEN on the database)"))?,
         None => Arc::new(LocalBus::new()),
     };
-    Ok(AppState { config: Arc::new(config), storage, events, media, icon, shutdown })
+    let database = DatabaseHealth::spawn(storage.clone(), shutdown.clone());
+    Ok(AppState { config: Arc::new(config), storage, events, media, icon, database, shutdown })
 }
 
 /// Reads `server.icon_path` into the media store and the `media` table; returns its media id.
@@ -208,6 +221,7 @@ async fn import_icon(storage: &dyn Storage, media: &Blobs, path: &std::path::Pat
 /// requests and closes the pool.
 pub async fn serve(config: Config) -> eyre::Result<()> {
     let bind = config.network.bind_address;
+    listener::raise_open_file_limit(config.network.max_connections)?;
     let state = prepare(config).await?;
     let listener = TcpListener::bind(bind).await.map_err(|e| eyre::eyre!("cannot listen on {bind}: {e}"))?;
     serve_on(listener, state, shutdown_signal()).await
@@ -221,6 +235,8 @@ pub async fn serve_on(
 ) -> eyre::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     crate::jobs::spawn_all(state.storage.clone(), state.shutdown.clone());
+    let sweep_every = (state.media.stale_after() / 2).clamp(Duration::from_secs(1), Duration::from_secs(600));
+    crate::media::spawn_sweeper(state.media.clone(), sweep_every, state.shutdown.clone());
     tracing::info!(%addr, "listening");
     let gateways = state.shutdown.clone();
     let shutdown = async move {
@@ -228,7 +244,8 @@ pub async fn serve_on(
         // Gateway connections are not in-flight requests: tell them to close (1001).
         gateways.cancel();
     };
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    let limits = listener::Limits::new(usize::try_from(state.config.network.max_connections).unwrap_or(usize::MAX));
+    listener::serve(listener, router(state), limits, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -83,7 +83,9 @@ pub async fn update_profile(
 }
 
 fn multipart_error(err: MultipartError) -> ApiError {
-    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if super::middleware::upload_stalled(&err) {
+        super::middleware::upload_timed_out()
+    } else if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body too large (limit {AVATAR_BODY_LIMIT} bytes)"),

@@ -24,6 +24,7 @@ pub mod progress;
 #[doc(hidden)]
 pub mod synthetic;
 pub mod tables;
+pub mod unstorable;
 
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -39,6 +40,7 @@ use copy::UnderWay;
 use digest::{Summary, TableDigest};
 use progress::{Progress, render_table};
 use tables::{Bound, Row, Table};
+use unstorable::{NulText, Unstorable};
 
 /// Exit codes of `decentcom migrate` (also listed in its `--help`).
 pub const EXIT_OK: u8 = 0;
@@ -47,6 +49,7 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_MISMATCH: u8 = 3;
 pub const EXIT_TARGET_REFUSED: u8 = 4;
 pub const EXIT_MISSING_MEDIA: u8 = 5;
+pub const EXIT_UNSTORABLE: u8 = 6;
 
 /// Rows per target transaction unless `--batch-size` says otherwise. Measured on a 1M-message
 /// community: PostgreSQL loads fastest from 50 000 rows per batch up (10 000: 1.7× slower). For
@@ -70,6 +73,8 @@ pub struct Options {
     pub verify_only: bool,
     pub allow_missing_media: bool,
     pub quiet: bool,
+    /// What to do with text holding U+0000 (SQLite → PostgreSQL).
+    pub nul_text: NulText,
 }
 
 /// Why a migration did not succeed; each kind has its own exit code.
@@ -86,6 +91,9 @@ pub enum MigrateError {
         .0.len(), .0.join(", ")
     )]
     MissingMedia(Vec<String>),
+    /// Values the target cannot store (listed in the message).
+    #[error("{0}")]
+    Unstorable(String),
     #[error(transparent)]
     Failed(#[from] eyre::Report),
 }
@@ -103,6 +111,7 @@ impl MigrateError {
             MigrateError::Mismatch(_) => EXIT_MISMATCH,
             MigrateError::TargetRefused(_) => EXIT_TARGET_REFUSED,
             MigrateError::MissingMedia(_) => EXIT_MISSING_MEDIA,
+            MigrateError::Unstorable(_) => EXIT_UNSTORABLE,
             MigrateError::Failed(_) => EXIT_ERROR,
         }
     }
@@ -112,8 +121,9 @@ type Result<T, E = MigrateError> = std::result::Result<T, E>;
 
 /// One side of the migration: the source's snapshot or the target's connection.
 enum Db {
+    /// The source, and whether text read from it has its U+0000 replaced.
     #[cfg(feature = "sqlite")]
-    SqliteSource(sqlite::Snapshot),
+    SqliteSource(sqlite::Snapshot, NulText),
     #[cfg(feature = "sqlite")]
     SqliteTarget(sqlx::SqliteConnection),
     #[cfg(feature = "postgres")]
@@ -127,7 +137,7 @@ macro_rules! on {
     ($db:expr, |$c:ident, $m:ident| $body:expr) => {
         match $db {
             #[cfg(feature = "sqlite")]
-            Db::SqliteSource(tx) => {
+            Db::SqliteSource(tx, _) => {
                 let $c: &mut sqlx::SqliteConnection = &mut *tx;
                 #[allow(unused_imports)]
                 use sqlite as $m;
@@ -211,11 +221,16 @@ impl Db {
         }
     }
 
-    async fn open(config: &Config, backend: Backend, as_source: bool) -> Result<Db> {
+    /// Opens one side; `nul_text` applies to a SQLite source (the only side that can hold NUL).
+    async fn open(config: &Config, backend: Backend, as_source: bool, nul_text: NulText) -> Result<Db> {
         let storage = &config.storage;
+        #[cfg(not(feature = "sqlite"))]
+        let _ = nul_text;
         match (backend, as_source) {
             #[cfg(feature = "sqlite")]
-            (Backend::Sqlite, true) => Ok(Db::SqliteSource(sqlite::open_source(&storage.database_path).await?)),
+            (Backend::Sqlite, true) => {
+                Ok(Db::SqliteSource(sqlite::open_source(&storage.database_path).await?, nul_text))
+            }
             #[cfg(feature = "sqlite")]
             (Backend::Sqlite, false) => Ok(Db::SqliteTarget(sqlite::open_target(&storage.database_path).await?)),
             #[cfg(feature = "postgres")]
@@ -239,8 +254,28 @@ impl Db {
     }
 
     async fn page(&mut self, table: Table, bound: &Bound, limit: usize) -> Result<Vec<Row>> {
-        Ok(on!(self, |c, m| m::page(c, table, bound, limit as i64).await)
-            .wrap_err_with(|| format!("reading {}", table.name()))?)
+        #[allow(unused_mut)]
+        let mut rows = on!(self, |c, m| m::page(c, table, bound, limit as i64).await)
+            .wrap_err_with(|| format!("reading {}", table.name()))?;
+        #[cfg(feature = "sqlite")]
+        if let Db::SqliteSource(_, NulText::Replace) = self {
+            unstorable::replace_nul(&mut rows);
+        }
+        Ok(rows)
+    }
+
+    /// The values of this side PostgreSQL cannot store (only a SQLite source can hold any).
+    async fn unstorable(&mut self) -> Result<Vec<Unstorable>> {
+        #[cfg(feature = "sqlite")]
+        if let Db::SqliteSource(snapshot, _) = self {
+            let mut found = Vec::new();
+            for table in Table::ALL {
+                let values = sqlite::unstorable(&mut *snapshot, table).await;
+                found.extend(values.wrap_err_with(|| format!("checking the text of {}", table.name()))?);
+            }
+            return Ok(found);
+        }
+        Ok(Vec::new())
     }
 
     /// The digest of the whole of `table` as this side holds it, given `digest` of its rows
@@ -290,7 +325,7 @@ impl Db {
     fn known_migrations(&self) -> Vec<i64> {
         let migrator = match self {
             #[cfg(feature = "sqlite")]
-            Db::SqliteSource(_) | Db::SqliteTarget(_) => sqlx::migrate!("../migrations/sqlite"),
+            Db::SqliteSource(..) | Db::SqliteTarget(_) => sqlx::migrate!("../migrations/sqlite"),
             #[cfg(feature = "postgres")]
             Db::PgSource(_) | Db::PgTarget(_) => sqlx::migrate!("../migrations/postgres"),
         };
@@ -673,7 +708,7 @@ pub async fn run(config: &Config, options: &Options) -> Result<Outcome> {
         }
     };
     let (source_name, target_name) = (Db::describe(config, options.from), Db::describe(config, options.to));
-    let mut source = Db::open(config, options.from, true).await?;
+    let mut source = Db::open(config, options.from, true, options.nul_text).await?;
     check_source_schema(&mut source, &source_name).await?;
     let page = scan_page(options.batch_size);
 
@@ -681,6 +716,9 @@ pub async fn run(config: &Config, options: &Options) -> Result<Outcome> {
     for table in Table::ALL {
         totals.insert(table.name(), source.count(table).await?);
     }
+    // Before anything is written: values the target cannot store.
+    let unstorable = if options.to == Backend::Postgres { source.unstorable().await? } else { Vec::new() };
+    let replaced = unstorable::nul_counts(&unstorable);
 
     if options.dry_run {
         let rows: Vec<Vec<String>> =
@@ -701,11 +739,35 @@ pub async fn run(config: &Config, options: &Options) -> Result<Outcome> {
             }
             None => text += "media: both sides share [storage.media]; no blob is copied\n",
         }
+        if !unstorable.is_empty() {
+            text += &format!(
+                "\n{} value(s) the target cannot store:\n{}{}",
+                unstorable.len(),
+                unstorable::render(&unstorable),
+                if unstorable::blocks(&unstorable, options.nul_text) {
+                    "a real run would refuse to start (--replace-nul replaces U+0000 with U+FFFD; invalid UTF-8 \
+                     must be fixed in the source)\n"
+                } else {
+                    "a real run replaces each U+0000 with U+FFFD (--replace-nul)\n"
+                }
+            );
+        }
         say(text);
         return Ok(Outcome::default());
     }
+    if unstorable::blocks(&unstorable, options.nul_text) {
+        return Err(MigrateError::Unstorable(format!(
+            "the source {source_name} holds {} value(s) the target cannot store; nothing was written:\n{}\
+             (re-run with --replace-nul to replace each U+0000 with U+FFFD; invalid UTF-8 must be fixed in the source)",
+            unstorable.len(),
+            unstorable::render(&unstorable)
+        )));
+    }
+    for (table, n) in &replaced {
+        say(format!("{table}: {n} value(s) with U+0000 copied with U+FFFD in its place (--replace-nul)\n"));
+    }
 
-    let mut target = Db::open(config, options.to, false).await?;
+    let mut target = Db::open(config, options.to, false, options.nul_text).await?;
     prepare_target_schema(&mut target, &target_name, !options.verify_only).await?;
 
     if options.verify_only {
@@ -748,7 +810,9 @@ pub async fn run(config: &Config, options: &Options) -> Result<Outcome> {
     let deferred = target.deferred_work().await?;
     let more = if target.defers_indexes() { 4 } else { 1 };
     let mut opened =
-        futures::future::try_join_all((0..more).map(|_| Db::open(config, options.to, false))).await?.into_iter();
+        futures::future::try_join_all((0..more).map(|_| Db::open(config, options.to, false, options.nul_text)))
+            .await?
+            .into_iter();
     let verify = opened.next().expect("one connection at least");
     let mut writers = vec![target];
     writers.extend(opened.next());

@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{Connection, Sqlite, Transaction};
 
 use super::tables::{Bound, MESSAGE_THREAD_ID, Row, THREAD_ID, Table, Value, int, opt_int};
+use super::unstorable::{Problem, Unstorable};
 
 /// The source: a read transaction held open for the whole run (one consistent snapshot).
 pub type Snapshot = Transaction<'static, Sqlite>;
@@ -579,4 +580,107 @@ pub async fn has_migrations_table(conn: &mut SqliteConnection) -> Result<bool, s
     .fetch_one(&mut *conn)
     .await?;
     Ok(n > 0)
+}
+
+/// Scans every text value of `table` (read as bytes, so that invalid UTF-8 written by another
+/// tool is seen rather than failing the read) and reports those PostgreSQL cannot store.
+pub async fn unstorable(conn: &mut SqliteConnection, table: Table) -> Result<Vec<Unstorable>, sqlx::Error> {
+    use futures::TryStreamExt;
+    let mut found = Vec::new();
+    // `$sql` selects the key columns (shown by `$key`) and the text columns `$text`, cast to BLOB.
+    macro_rules! scan {
+        ($sql:literal, |$r:ident| $key:expr, [$($text:ident),*]) => {{
+            let mut rows = sqlx::query!($sql).fetch(&mut *conn);
+            while let Some($r) = rows.try_next().await? {
+                $(
+                    if let Some(problem) = $r.$text.as_deref().and_then(Problem::of) {
+                        found.push(Unstorable { table, column: stringify!($text), key: $key, problem });
+                    }
+                )*
+            }
+        }};
+    }
+    match table {
+        Table::Roles => scan!(
+            r#"SELECT id AS "id!: i64", CAST(name AS BLOB) AS "name?: Vec<u8>", CAST(color AS BLOB) AS "color?: Vec<u8>" FROM roles"#,
+            |r| format!("id={}", r.id),
+            [name, color]
+        ),
+        Table::RolePermissions => scan!(
+            r#"SELECT role_id AS "role_id!: i64", CAST(permission AS BLOB) AS "permission?: Vec<u8>" FROM role_permissions"#,
+            |r| format!(
+                "role_id={}, permission={}",
+                r.role_id,
+                String::from_utf8_lossy(r.permission.as_deref().unwrap_or_default())
+            ),
+            [permission]
+        ),
+        Table::Media => scan!(
+            r#"SELECT id AS "id!: i64", CAST(content_hash AS BLOB) AS "content_hash?: Vec<u8>", CAST(object_key AS BLOB) AS "object_key?: Vec<u8>", CAST(bucket AS BLOB) AS "bucket?: Vec<u8>", CAST(mime_type AS BLOB) AS "mime_type?: Vec<u8>" FROM media"#,
+            |r| format!("id={}", r.id),
+            [content_hash, object_key, bucket, mime_type]
+        ),
+        Table::Users => scan!(
+            r#"SELECT id AS "id!: i64", CAST(display_name AS BLOB) AS "display_name?: Vec<u8>", CAST(avatar_hash AS BLOB) AS "avatar_hash?: Vec<u8>" FROM users"#,
+            |r| format!("id={}", r.id),
+            [display_name, avatar_hash]
+        ),
+        Table::Categories => scan!(
+            r#"SELECT id AS "id!: i64", CAST(name AS BLOB) AS "name?: Vec<u8>" FROM categories"#,
+            |r| format!("id={}", r.id),
+            [name]
+        ),
+        Table::Channels => scan!(
+            r#"SELECT id AS "id!: i64", CAST(kind AS BLOB) AS "kind?: Vec<u8>", CAST(name AS BLOB) AS "name?: Vec<u8>", CAST(topic AS BLOB) AS "topic?: Vec<u8>" FROM channels"#,
+            |r| format!("id={}", r.id),
+            [kind, name, topic]
+        ),
+        Table::Messages => scan!(
+            r#"SELECT id AS "id!: i64", CAST(content AS BLOB) AS "content?: Vec<u8>", CAST(search_text AS BLOB) AS "search_text?: Vec<u8>" FROM messages"#,
+            |r| format!("id={}", r.id),
+            [content, search_text]
+        ),
+        Table::Reactions => scan!(
+            r#"SELECT id AS "id!: i64", CAST(emoji AS BLOB) AS "emoji?: Vec<u8>" FROM reactions"#,
+            |r| format!("id={}", r.id),
+            [emoji]
+        ),
+        Table::Attachments => scan!(
+            r#"SELECT id AS "id!: i64", CAST(content_hash AS BLOB) AS "content_hash?: Vec<u8>", CAST(filename AS BLOB) AS "filename?: Vec<u8>", CAST(mime_type AS BLOB) AS "mime_type?: Vec<u8>" FROM attachments"#,
+            |r| format!("id={}", r.id),
+            [content_hash, filename, mime_type]
+        ),
+        Table::DeviceKeys => scan!(
+            r#"SELECT id AS "id!: i64", CAST(device_name AS BLOB) AS "device_name?: Vec<u8>" FROM device_keys"#,
+            |r| format!("id={}", r.id),
+            [device_name]
+        ),
+        Table::Bans => scan!(
+            r#"SELECT pubkey AS "pubkey!: Vec<u8>", CAST(reason AS BLOB) AS "reason?: Vec<u8>" FROM bans"#,
+            |r| format!("pubkey={}", bs58::encode(&r.pubkey).into_string()),
+            [reason]
+        ),
+        Table::BotApprovals => scan!(
+            r#"SELECT user_id AS "user_id!: i64", CAST(note AS BLOB) AS "note?: Vec<u8>" FROM bot_approvals"#,
+            |r| format!("user_id={}", r.user_id),
+            [note]
+        ),
+        Table::Invites => scan!(
+            r#"SELECT CAST(code AS BLOB) AS "code?: Vec<u8>" FROM invites"#,
+            |r| format!("code={}", String::from_utf8_lossy(r.code.as_deref().unwrap_or_default())),
+            [code]
+        ),
+        // No text column.
+        Table::Members
+        | Table::MemberRoles
+        | Table::ChannelPermissionOverrides
+        | Table::Dms
+        | Table::DmParticipants
+        | Table::Threads
+        | Table::ThreadFollowers
+        | Table::Sessions
+        | Table::AuthChallenges
+        | Table::Allowlist => {}
+    }
+    Ok(found)
 }

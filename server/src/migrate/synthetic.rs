@@ -515,9 +515,9 @@ async fn read_all(db: &mut Db) -> Result<Vec<(Table, Vec<Row>)>, MigrateError> {
 
 /// Every row of every table of a SQLite file (opened read-only).
 pub async fn read_sqlite(path: &Path) -> Result<Vec<(Table, Vec<Row>)>, MigrateError> {
-    let mut db = Db::SqliteSource(super::sqlite::open_source(path).await?);
+    let mut db = Db::SqliteSource(super::sqlite::open_source(path).await?, super::NulText::Refuse);
     let rows = read_all(&mut db).await?;
-    if let Db::SqliteSource(snapshot) = db {
+    if let Db::SqliteSource(snapshot, _) = db {
         snapshot.rollback().await?; // ended now, not whenever its connection is used again
     }
     Ok(rows)

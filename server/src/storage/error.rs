@@ -99,6 +99,8 @@ pub enum Conflict {
     Reaction,
     /// A deleted message cannot be edited.
     MessageDeleted,
+    /// The change would leave the server with no member holding @admin.
+    LastAdmin,
     /// The attachment is unknown, not the sender's, already linked, deleted, or from another
     /// channel.
     AttachmentUnavailable(AttachmentId),
@@ -205,6 +207,12 @@ impl StorageError {
         let Some(db) = err.as_database_error() else {
             return StorageError::Backend(err);
         };
+        if db.code().as_deref().is_some_and(is_unavailable_sqlstate) {
+            return StorageError::Unavailable(err);
+        }
+        if db.code().as_deref().is_some_and(is_unstorable_text_sqlstate) {
+            return StorageError::InvalidInput(format!("text the database cannot store: {}", db.message()));
+        }
         match db.kind() {
             ErrorKind::UniqueViolation => StorageError::Conflict(match db.constraint() {
                 Some(name) => Conflict::from_pg_constraint(name),
@@ -219,6 +227,19 @@ impl StorageError {
             _ => StorageError::Backend(err),
         }
     }
+}
+
+/// PostgreSQL states that mean the server is going away or not accepting work: a connection lost
+/// to a restart (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now), any
+/// connection exception (class 08), too many connections (53300). Not the request's fault.
+fn is_unavailable_sqlstate(code: &str) -> bool {
+    matches!(code, "57P01" | "57P02" | "57P03" | "53300") || code.starts_with("08")
+}
+
+/// Text PostgreSQL cannot store (U+0000: 22021, 22P05). The HTTP layer refuses such text
+/// before it reaches a backend (api.md §1.1); this only keeps a missed path from being a 500.
+fn is_unstorable_text_sqlstate(code: &str) -> bool {
+    matches!(code, "22021" | "22P05")
 }
 
 impl From<sqlx::Error> for StorageError {

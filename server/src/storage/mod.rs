@@ -10,6 +10,7 @@
 
 pub mod assemble;
 pub mod error;
+pub mod health;
 pub mod model;
 pub mod schema;
 pub mod search;
@@ -258,6 +259,9 @@ pub trait MediaStore {
     /// Inserts the media row unless the hash exists (the first uploader and type win).
     async fn put_media(&self, media: NewMedia) -> StorageResult<Media>;
     async fn get_media(&self, hash: &ContentHash) -> StorageResult<Option<Media>>;
+    /// Up to `limit` media rows with a content hash after `after`, in hash order (for
+    /// `decentcom media check`).
+    async fn list_media(&self, after: Option<&ContentHash>, limit: i64) -> StorageResult<Vec<Media>>;
     /// In one transaction: a media row per new hash and an unlinked attachment per file, in order.
     async fn record_uploads(
         &self,

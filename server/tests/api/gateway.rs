@@ -23,6 +23,7 @@ crate::backend_tests!(
     subscribe_is_refused_without_read_messages,
     heartbeats_must_be_acknowledged,
     oversized_frames_close_with_1009,
+    a_client_close_is_answered_with_its_code,
     logout_closes_that_sessions_connections,
     shutdown_closes_connections_with_1001,
 );
@@ -239,6 +240,18 @@ async fn oversized_frames_close_with_1009(backend: Backend) {
     let big = json!({"op": "SUBSCRIBE", "d": {"channel_id": "1", "pad": "y".repeat(17 * 1024)}}).to_string();
     gateway.socket.send(WsMessage::Text(big.into())).await.unwrap();
     assert_eq!(gateway.expect_close().await, 1009);
+}
+
+async fn a_client_close_is_answered_with_its_code(backend: Backend) {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    let server = TestServer::start(backend).await;
+    let admin = server.login(1).await;
+    let mut gateway = server.gateway(admin.token()).await;
+    let frame = CloseFrame { code: CloseCode::Normal, reason: "bye".into() };
+    gateway.socket.send(WsMessage::Close(Some(frame))).await.unwrap();
+    // The closing handshake completes: the server's Close frame comes back with code 1000.
+    assert_eq!(gateway.expect_close().await, 1000);
 }
 
 async fn logout_closes_that_sessions_connections(backend: Backend) {

@@ -15,6 +15,7 @@ api_tests!(
     kick_removes_the_member_and_its_sessions,
     ban_blocks_joining_until_unbanned,
     moderation_respects_the_hierarchy,
+    the_server_always_keeps_an_administrator,
     allowlist_routes,
     bot_approval_routes,
 );
@@ -229,6 +230,39 @@ async fn moderation_respects_the_hierarchy(server: TestServer) {
     assert_eq!(moderator.post_empty(&format!("/api/v1/members/{}/ban", user.pubkey)).await.status, 200);
     // An administrator outranks everyone.
     assert_eq!(admin.post_empty(&format!("/api/v1/members/{}/kick", peer.pubkey)).await.status, 204);
+}
+
+async fn the_server_always_keeps_an_administrator(server: TestServer) {
+    let admin = server.login(1).await;
+    let user = server.login(2).await;
+    // No self-removal, whatever the rank.
+    let r = admin.post_empty(&format!("/api/v1/members/{}/kick", admin.pubkey)).await;
+    assert_eq!((r.status, r.error()), (400, "cannot kick yourself"));
+    let r = admin.post_empty(&format!("/api/v1/members/{}/ban", admin.pubkey)).await;
+    assert_eq!((r.status, r.error()), (400, "cannot ban yourself"));
+    // The last administrator cannot leave, nor lose @admin.
+    let last = "the server must keep at least one administrator";
+    let r = admin.delete("/api/v1/members/me").await;
+    assert_eq!((r.status, r.error()), (409, last));
+    let r = admin.delete(&format!("/api/v1/members/{}/roles/admin", admin.pubkey)).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(admin.get("/api/v1/bans").await.body, json!({"bans": []}));
+    assert_eq!(admin.get(&format!("/api/v1/members/{}", admin.pubkey)).await.status, 200, "still a member");
+
+    // With a second administrator, one of them may go; then the other is the last.
+    assert_eq!(admin.put_empty(&format!("/api/v1/members/{}/roles/admin", user.pubkey)).await.status, 204);
+    assert_eq!(user.post_empty(&format!("/api/v1/members/{}/kick", admin.pubkey)).await.status, 204);
+    let r = user.delete("/api/v1/members/me").await;
+    assert_eq!((r.status, r.error()), (409, last));
+    let admins: Vec<Value> = user.get("/api/v1/members").await.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| role_ids(m).contains(&"2"))
+        .cloned()
+        .collect();
+    assert_eq!(admins.len(), 1);
+    assert_eq!(admins[0]["user_id"], user.user_id.as_str());
 }
 
 async fn allowlist_routes(server: TestServer) {

@@ -146,6 +146,27 @@ impl S3Server {
         }
     }
 
+    /// Starts the server again after [`S3Server::stop`], on the same port, keys and data.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "s3s-fs is running");
+        let port = self.endpoint.rsplit(':').next().unwrap().to_owned();
+        let child = Command::new(s3s_fs_binary())
+            .args(["--host", "127.0.0.1", "--port", &port])
+            .args(["--access-key", &self.access_key, "--secret-key", &self.secret_key])
+            .arg(self.data_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("restart s3s-fs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not restart on port {port}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Kills the server now (by pid): the store becomes unreachable.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -142,6 +142,11 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
+    /// The name of the server's PostgreSQL scratch database (PostgreSQL servers only).
+    pub fn database_name(&self) -> &str {
+        self._pg.as_ref().expect("a PostgreSQL server").name()
+    }
+
     /// An anonymous client.
     pub fn anonymous(&self) -> Client {
         Client { http: self.http.clone(), base: self.base.clone(), token: None }

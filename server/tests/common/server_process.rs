@@ -25,6 +25,11 @@ pub struct ServerProcess {
 /// loopback port with `env`, and waits until it answers `/health`. Panics with its stderr if it
 /// exits first.
 pub async fn start(dir: &Path, env: &[(&str, String)]) -> ServerProcess {
+    start_with(dir, env, |_| {}).await
+}
+
+/// As [`start`], with the command adjusted by `customize` before it is spawned (resource limits).
+pub async fn start_with(dir: &Path, env: &[(&str, String)], customize: impl FnOnce(&mut Command)) -> ServerProcess {
     let port = free_port();
     let log = dir.join("stderr.log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_decentcom"));
@@ -37,6 +42,7 @@ pub async fn start(dir: &Path, env: &[(&str, String)]) -> ServerProcess {
     for (k, v) in env {
         cmd.env(k, v);
     }
+    customize(&mut cmd);
     let mut child = cmd.spawn().expect("spawn decentcom");
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -54,6 +54,20 @@ impl MediaStore for PostgresBackend {
         load_media(&mut conn, hash).await
     }
 
+    async fn list_media(&self, after: Option<&ContentHash>, limit: i64) -> StorageResult<Vec<Media>> {
+        let media = sqlx::query_as!(
+            Media,
+            r#"SELECT content_hash AS "content_hash: ContentHash", object_key, bucket, size_bytes, mime_type,
+                      uploaded_by AS "uploaded_by: UserId", uploaded_at AS "uploaded_at: Timestamp"
+               FROM media WHERE content_hash > $1 ORDER BY content_hash LIMIT $2"#,
+            after.map_or("", ContentHash::as_str),
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(media)
+    }
+
     async fn record_uploads(
         &self,
         media: Vec<NewMedia>,

@@ -41,7 +41,10 @@ async fn join_in(conn: &mut PgConnection, user: UserId) -> StorageResult<Joined>
 }
 
 /// Removes roles and membership (roles go with the member row: ON DELETE CASCADE).
+/// Removes the membership (and, by cascade, the roles) of `user`, unless it is the last member
+/// holding @admin (Conflict(LastAdmin)). Runs inside the caller's transaction.
 async fn remove_member(conn: &mut PgConnection, user: UserId) -> StorageResult<bool> {
+    super::keep_an_admin(conn, user).await?;
     let removed =
         sqlx::query!("DELETE FROM members WHERE user_id = $1", user.0).execute(&mut *conn).await?.rows_affected();
     Ok(removed > 0)
@@ -62,8 +65,10 @@ impl MemberStore for PostgresBackend {
     }
 
     async fn leave(&self, user: UserId) -> StorageResult<bool> {
-        let mut conn = self.pool.acquire().await?;
-        remove_member(&mut conn, user).await
+        let mut tx = self.pool.begin().await?;
+        let was_member = remove_member(&mut tx, user).await?;
+        tx.commit().await?;
+        Ok(was_member)
     }
 
     async fn kick(&self, user: UserId) -> StorageResult<bool> {

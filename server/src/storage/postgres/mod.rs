@@ -15,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 
 use super::schema::{self, Column, ColumnType, ForeignKey, Index, SchemaSnapshot, Table};
-use super::{Broadcast, OpenError, PoolSettings, Storage, StorageResult};
+use super::{Broadcast, Conflict, OpenError, PoolSettings, RoleId, Storage, StorageError, StorageResult, UserId};
 use broadcast::PgBroadcast;
 
 mod broadcast;
@@ -45,6 +45,9 @@ const LOCK_FIRST_USER: i64 = 0x6465_6365_6e74_0001;
 const LOCK_DEFAULT_CHANNEL: i64 = 0x6465_6365_6e74_0002;
 /// Namespace mixed into the per-(message, user) reaction lock key.
 const LOCK_REACTION_NS: i64 = 0x6465_6365_6e74_0003;
+/// Taken by every change that may take @admin from a member, so that two of them (two admins
+/// removing each other) cannot each see the other one stay.
+const LOCK_ADMINS: i64 = 0x6465_6365_6e74_0004;
 
 /// A pooled connection idle at least this long is pinged before it is handed out.
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
@@ -255,6 +258,21 @@ impl Storage for PostgresBackend {
     fn broadcast(&self) -> Option<Arc<dyn Broadcast>> {
         Some(self.broadcast.clone())
     }
+}
+
+/// Conflict(LastAdmin) when `user` is the only member holding @admin (api.md §5.4: the server
+/// always keeps one). Takes [`LOCK_ADMINS`] until the caller's transaction ends.
+async fn keep_an_admin(conn: &mut PgConnection, user: UserId) -> StorageResult<()> {
+    advisory_xact_lock(conn, LOCK_ADMINS).await?;
+    let last = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM member_roles WHERE user_id = $1 AND role_id = $2)
+              AND NOT EXISTS (SELECT 1 FROM member_roles WHERE role_id = $2 AND user_id <> $1) AS "last!""#,
+        user.0,
+        RoleId::ADMIN.0
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if last { Err(StorageError::Conflict(Conflict::LastAdmin)) } else { Ok(()) }
 }
 
 /// Takes a transaction-scoped advisory lock.

@@ -149,10 +149,15 @@ impl RoleStore for PostgresBackend {
     }
 
     async fn unassign_role(&self, user: UserId, role: RoleId) -> StorageResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        if role == RoleId::ADMIN {
+            super::keep_an_admin(&mut tx, user).await?;
+        }
         let removed = sqlx::query!("DELETE FROM member_roles WHERE user_id = $1 AND role_id = $2", user.0, role.0)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        tx.commit().await?;
         Ok(removed > 0)
     }
 

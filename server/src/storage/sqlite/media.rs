@@ -55,6 +55,21 @@ impl MediaStore for SqliteBackend {
         load_media(&mut conn, hash).await
     }
 
+    async fn list_media(&self, after: Option<&ContentHash>, limit: i64) -> StorageResult<Vec<Media>> {
+        let after = after.map_or("", ContentHash::as_str);
+        Ok(sqlx::query_as!(
+            Media,
+            r#"SELECT content_hash AS "content_hash!: ContentHash", object_key AS "object_key!: String",
+                      bucket AS "bucket?: String", size_bytes AS "size_bytes!: i64", mime_type AS "mime_type!: String",
+                      uploaded_by AS "uploaded_by?: UserId", uploaded_at AS "uploaded_at!: Timestamp"
+               FROM media WHERE content_hash > ?1 ORDER BY content_hash LIMIT ?2"#,
+            after,
+            limit
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn record_uploads(
         &self,
         media: Vec<NewMedia>,

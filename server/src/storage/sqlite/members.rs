@@ -36,7 +36,10 @@ pub(super) async fn add_member(conn: &mut SqliteConnection, user: UserId, now: T
 }
 
 /// Removes the member's roles and membership; true if it was a member.
+/// Removes the roles and membership of `user`, unless it is the last member holding @admin
+/// (Conflict(LastAdmin)). Runs inside the caller's write transaction.
 async fn remove_member(conn: &mut SqliteConnection, user: UserId) -> StorageResult<bool> {
+    super::keep_an_admin(conn, user).await?;
     sqlx::query!("DELETE FROM member_roles WHERE user_id = ?1", user).execute(&mut *conn).await?;
     let removed =
         sqlx::query!("DELETE FROM members WHERE user_id = ?1", user).execute(&mut *conn).await?.rows_affected();

@@ -224,3 +224,18 @@ impl Storage for SqliteBackend {
 
 #[cfg(test)]
 mod tests;
+
+/// Conflict(LastAdmin) when `user` is the only member holding @admin (api.md §5.4: the server
+/// always keeps one). Write transactions are serialised, so the answer holds until commit.
+async fn keep_an_admin(conn: &mut sqlx::SqliteConnection, user: super::UserId) -> StorageResult<()> {
+    let admin = super::RoleId::ADMIN;
+    let last = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM member_roles WHERE user_id = ?1 AND role_id = ?2)
+              AND NOT EXISTS (SELECT 1 FROM member_roles WHERE role_id = ?2 AND user_id <> ?1) AS "last!: bool""#,
+        user,
+        admin
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if last { Err(super::StorageError::Conflict(super::Conflict::LastAdmin)) } else { Ok(()) }
+}

@@ -136,10 +136,15 @@ impl RoleStore for SqliteBackend {
     }
 
     async fn unassign_role(&self, user: UserId, role: RoleId) -> StorageResult<bool> {
+        let mut tx = self.begin_write().await?;
+        if role == RoleId::ADMIN {
+            super::keep_an_admin(&mut tx, user).await?;
+        }
         let removed = sqlx::query!("DELETE FROM member_roles WHERE user_id = ?1 AND role_id = ?2", user, role)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        tx.commit().await?;
         Ok(removed > 0)
     }
 

@@ -24,6 +24,11 @@ use sha2::{Digest, Sha256};
 use crate::config::{MediaConfig, MediaProvider};
 use crate::storage::ContentHash;
 
+pub mod check;
+mod temporaries;
+
+pub use temporaries::{Temporary, spawn_sweeper};
+
 /// How many leading bytes of an upload are kept for type detection and image dimensions.
 pub const HEAD_BYTES: usize = 256 * 1024;
 
@@ -70,6 +75,14 @@ impl S3Credentials {
         }
     }
 
+    /// What a store of `provider` needs: the environment's credentials for S3, none for disk.
+    pub fn for_provider(provider: MediaProvider) -> Option<S3Credentials> {
+        match provider {
+            MediaProvider::S3 => S3Credentials::from_env(),
+            MediaProvider::Local => None,
+        }
+    }
+
     /// The credentials in the process environment, when both keys are set and not empty.
     pub fn from_env() -> Option<S3Credentials> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -94,9 +107,13 @@ pub struct Blobs {
     provider: MediaProvider,
     prefix: String,
     bucket: Option<String>,
-    /// The S3 client, for pre-signed URLs (None for the local provider).
+    /// The S3 client, for pre-signed URLs and multipart uploads (None for the local provider).
     s3: Option<Arc<AmazonS3>>,
+    /// The media directory (local provider only).
+    local_root: Option<std::path::PathBuf>,
     presign_ttl: Duration,
+    /// Age past which a temporary upload counts as left behind (`stale_upload_seconds`).
+    stale_after: Duration,
 }
 
 impl std::fmt::Debug for Blobs {
@@ -110,8 +127,12 @@ impl std::fmt::Debug for Blobs {
 }
 
 impl Blobs {
-    /// A local directory (created if missing).
+    /// A local directory (created if missing), with the default staleness of temporaries.
     pub fn local(dir: &std::path::Path) -> Result<Blobs, BlobError> {
+        Self::local_with(dir, Duration::from_secs(MediaConfig::default().stale_upload_seconds))
+    }
+
+    fn local_with(dir: &std::path::Path, stale_after: Duration) -> Result<Blobs, BlobError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             BlobError::Unavailable(object_store::Error::Generic { store: "local", source: Box::new(e) })
         })?;
@@ -122,7 +143,9 @@ impl Blobs {
             prefix: String::new(),
             bucket: None,
             s3: None,
+            local_root: Some(dir.to_owned()),
             presign_ttl: Duration::ZERO,
+            stale_after,
         })
     }
 
@@ -131,7 +154,7 @@ impl Blobs {
     /// request (a LIST under the key prefix) before the server starts.
     pub async fn from_config(config: &MediaConfig, credentials: Option<&S3Credentials>) -> eyre::Result<Blobs> {
         match config.provider {
-            MediaProvider::Local => Blobs::local(&config.path)
+            MediaProvider::Local => Blobs::local_with(&config.path, Duration::from_secs(config.stale_upload_seconds))
                 .map_err(|e| eyre::eyre!("cannot use the media directory {}: {e}", config.path.display())),
             MediaProvider::S3 => Blobs::s3(config, credentials).await,
         }
@@ -154,6 +177,8 @@ impl Blobs {
             )
         })?;
         let mut builder = AmazonS3Builder::new()
+            // First: the client options replace any set before them (allow_http among them).
+            .with_client_options(object_store::ClientOptions::new().with_connect_timeout(Duration::from_secs(2)))
             .with_bucket_name(&bucket)
             .with_region(&config.region)
             .with_allow_http(config.allow_http)
@@ -164,7 +189,7 @@ impl Blobs {
             .with_retry(RetryConfig {
                 backoff: BackoffConfig::default(),
                 max_retries: 3,
-                retry_timeout: Duration::from_secs(20),
+                retry_timeout: Duration::from_secs(5),
             });
         if let Some(token) = &credentials.session_token {
             builder = builder.with_token(token);
@@ -194,7 +219,9 @@ impl Blobs {
             prefix: config.prefix.clone(),
             bucket: Some(bucket),
             s3: Some(s3),
+            local_root: None,
             presign_ttl: Duration::from_secs(config.presign_ttl_seconds),
+            stale_after: Duration::from_secs(config.stale_upload_seconds),
         })
     }
 
@@ -204,6 +231,27 @@ impl Blobs {
 
     pub fn bucket(&self) -> Option<&str> {
         self.bucket.as_deref()
+    }
+
+    /// Age past which a temporary upload counts as left behind.
+    pub fn stale_after(&self) -> Duration {
+        self.stale_after
+    }
+
+    /// Whether the store answers: the media directory exists, or the bucket answers a HEAD.
+    pub async fn check(&self) -> Result<(), BlobError> {
+        if let Some(root) = &self.local_root {
+            return match tokio::fs::metadata(root).await {
+                Ok(meta) if meta.is_dir() => Ok(()),
+                Ok(_) => Err(unavailable_local(std::io::Error::other("not a directory"))),
+                Err(err) => Err(unavailable_local(err)),
+            };
+        }
+        let probe = ObjectPath::from(format!("{}health-probe", self.temp_prefix()));
+        match self.store.head(&probe).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(BlobError::Unavailable(err)),
+        }
     }
 
     /// The object key of a blob: `<prefix><hash>`.
@@ -228,8 +276,8 @@ impl Blobs {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let temp = ObjectPath::from(format!("{}tmp/{}", self.prefix, hex::encode(rand::random::<[u8; 16]>())));
-        let upload = self.store.put_multipart(&temp).await.map_err(BlobError::Unavailable)?;
+        let temp = ObjectPath::from(format!("{}{}", self.temp_prefix(), hex::encode(rand::random::<[u8; 16]>())));
+        let upload = self.start_upload(&temp).await?;
         // Aborts the multipart upload if this future is dropped half-way (client gone, shutdown).
         let mut guard = AbortOnDrop(Some(WriteMultipart::new(upload)));
         let writer = guard.0.as_mut().expect("present until finished");
@@ -327,6 +375,10 @@ impl Blobs {
             Err(err) => Err(err),
         }
     }
+}
+
+fn unavailable_local(err: std::io::Error) -> BlobError {
+    BlobError::Unavailable(object_store::Error::Generic { store: "local", source: Box::new(err) })
 }
 
 /// Aborts a multipart upload that was neither finished nor aborted (its future was dropped).
