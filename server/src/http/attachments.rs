@@ -48,6 +48,7 @@ struct Upload {
     params(("channel_id" = String, Path, description = "a text channel id")),
     request_body(content_type = "multipart/form-data",
         description = "every part is a file; at most 10 parts; each at most content.max_file_size bytes"),
+    security(("bearer" = [])),
     responses(
         (status = 201, body = [dto::Attachment], description = "the attachments, in part order"),
         (status = 400, description = "invalid multipart body / no files provided / at most 10 files per request"),

@@ -261,7 +261,8 @@ async fn find_or_register(state: &AppState, pubkey: PublicKey, is_bot: bool) -> 
 }
 
 /// Ends the current session and closes the gateway connections opened with it (4003).
-#[utoipa::path(post, path = "/auth/logout", tag = "auth", responses((status = 204)))]
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204)))]
 pub async fn logout(Authed(session): Authed, State(state): State<AppState>) -> ApiResult<StatusCode> {
     state.storage.delete_session(session.id).await?;
     state
@@ -281,7 +282,8 @@ pub struct Me {
     pub user_id: UserId,
 }
 
-#[utoipa::path(get, path = "/auth/me", tag = "auth", responses((status = 200, body = Me)))]
+#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = Me)))]
 pub async fn me(Authed(session): Authed) -> axum::Json<Me> {
     axum::Json(Me { user_id: session.user_id })
 }

@@ -57,17 +57,20 @@ pub struct ChannelList {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateChannel {
+    #[schema(pattern = "^[a-z0-9-]{1,100}$")]
     name: String,
     /// A free-text label; reused or created by name.
     #[serde(default)]
     category: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "extract::optional_integer")]
+    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     position: Option<i64>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateChannel {
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9-]{1,100}$")]
     name: Option<String>,
     /// `null` clears the topic.
     #[serde(default, deserialize_with = "nullable")]
@@ -77,12 +80,14 @@ pub struct UpdateChannel {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     category: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "extract::optional_integer")]
+    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     position: Option<i64>,
 }
 
 /// Every text channel, by position, then id.
 #[utoipa::path(get, path = "/channels", tag = "channels",
+    security(("bearer" = [])),
     responses((status = 200, body = ChannelList), (status = 403, description = "membership required")))]
 pub async fn list_channels(State(state): State<AppState>, _member: AuthedMember) -> ApiResult<Json<ChannelList>> {
     let channels = state.storage.list_channels().await?;
@@ -91,6 +96,7 @@ pub async fn list_channels(State(state): State<AppState>, _member: AuthedMember)
 
 /// Creates a text channel (MANAGE_CHANNELS); CHANNEL_CREATE to everyone.
 #[utoipa::path(post, path = "/channels", tag = "channels", request_body = CreateChannel,
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Channel), (status = 400, description = "name rule"),
         (status = 403, description = "missing manage_channels permission"),
         (status = 409, description = "channel name already exists")))]
@@ -117,7 +123,8 @@ pub async fn create_channel(
 
 #[utoipa::path(get, path = "/channels/{channel_id}", tag = "channels",
     params(("channel_id" = String, Path, description = "channel id")),
-    responses((status = 200, body = dto::Channel), (status = 404, description = "channel not found")))]
+    security(("bearer" = [])),
+    responses((status = 200, body = dto::Channel), (status = 404, description = "channel not found"), (status = 403, description = "membership required")))]
 pub async fn get_channel(
     State(state): State<AppState>,
     _member: AuthedMember,
@@ -130,6 +137,7 @@ pub async fn get_channel(
 /// `category`. CHANNEL_UPDATE to everyone.
 #[utoipa::path(patch, path = "/channels/{channel_id}", tag = "channels", request_body = UpdateChannel,
     params(("channel_id" = String, Path, description = "channel id")),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Channel), (status = 400, description = "name rule"),
         (status = 403, description = "missing manage_channels permission"),
         (status = 404, description = "channel not found"), (status = 409, description = "channel name already exists")))]
@@ -154,6 +162,7 @@ pub async fn update_channel(
 /// every gateway subscription to it dropped.
 #[utoipa::path(delete, path = "/channels/{channel_id}", tag = "channels",
     params(("channel_id" = String, Path, description = "channel id")),
+    security(("bearer" = [])),
     responses((status = 204, description = "deleted"), (status = 403, description = "missing manage_channels permission"),
         (status = 404, description = "channel not found")))]
 pub async fn delete_channel(

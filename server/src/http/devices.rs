@@ -166,6 +166,7 @@ pub struct RegisterDevice {
 /// Registers a device key for the caller, or re-certifies one of its keys with a later
 /// `issued_at`.
 #[utoipa::path(post, path = "/devices", tag = "devices", request_body = RegisterDevice,
+    security(("bearer" = [])),
     responses((status = 201, body = dto::Device), (status = 400), (status = 403), (status = 409)))]
 pub async fn register_device(
     AuthedMaster(session): AuthedMaster,
@@ -204,7 +205,8 @@ pub struct DeviceList {
 }
 
 /// The caller's devices that are neither revoked nor expired, oldest first.
-#[utoipa::path(get, path = "/devices", tag = "devices", responses((status = 200, body = DeviceList)))]
+#[utoipa::path(get, path = "/devices", tag = "devices", security(("bearer" = [])),
+    responses((status = 200, body = DeviceList)))]
 pub async fn list_devices(Authed(session): Authed, State(state): State<AppState>) -> ApiResult<axum::Json<DeviceList>> {
     let devices = state.storage.list_device_keys(session.user_id, Timestamp::now()).await?;
     Ok(axum::Json(DeviceList { devices: devices.into_iter().map(Into::into).collect() }))
@@ -213,7 +215,8 @@ pub async fn list_devices(Authed(session): Authed, State(state): State<AppState>
 /// Revokes one of the caller's device keys: its sessions end and their gateway connections close.
 #[utoipa::path(delete, path = "/devices/{device_pubkey}", tag = "devices",
     params(("device_pubkey" = String, Path, description = "base58 device public key")),
-    responses((status = 204), (status = 400), (status = 404, description = "device not found")))]
+    security(("bearer" = [])),
+    responses((status = 204), (status = 400), (status = 404, description = "device not found"), (status = 403, description = "device sessions cannot manage devices")))]
 pub async fn revoke_device(
     AuthedMaster(session): AuthedMaster,
     State(state): State<AppState>,

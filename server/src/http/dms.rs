@@ -43,9 +43,10 @@ pub struct OpenDm {
 /// Finds or creates the DM channel with a member and opens it for the caller; DM_CREATE to both
 /// participants when it was created.
 #[utoipa::path(post, path = "/dms", tag = "dms", request_body = OpenDm,
+    security(("bearer" = [])),
     responses((status = 200, body = dto::DmChannel),
               (status = 400, description = "invalid public key format / cannot open a DM with yourself"),
-              (status = 404, description = "user not found (unknown or not a member)")))]
+              (status = 404, description = "user not found (unknown or not a member)"), (status = 403, description = "membership required")))]
 pub async fn open_dm(
     State(state): State<AppState>,
     auth: AuthedMember,
@@ -87,7 +88,8 @@ pub struct DmList {
 }
 
 /// The caller's open DMs, most recent message first, never-used ones last (newest first).
-#[utoipa::path(get, path = "/dms", tag = "dms", responses((status = 200, body = DmList)))]
+#[utoipa::path(get, path = "/dms", tag = "dms", security(("bearer" = [])),
+    responses((status = 200, body = DmList), (status = 403, description = "membership required")))]
 pub async fn list_dms(State(state): State<AppState>, auth: AuthedMember) -> ApiResult<axum::Json<DmList>> {
     let dms = state.storage.list_dms(auth.user_id()).await?;
     Ok(axum::Json(DmList { dms: dms.into_iter().map(Into::into).collect() }))
@@ -96,6 +98,7 @@ pub async fn list_dms(State(state): State<AppState>, auth: AuthedMember) -> ApiR
 /// A page of DM messages (api.md §1.6); the newest page (no cursor) sets the caller's read mark.
 #[utoipa::path(get, path = "/dms/{channel_id}/messages", tag = "dms",
     params(("channel_id" = String, Path, description = "DM channel id"), PageQuery),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::MessagePage),
               (status = 400, description = "bad cursor or limit"),
               (status = 403, description = "not a participant in this DM"),
@@ -129,6 +132,7 @@ pub struct NewDmMessage {
 #[utoipa::path(post, path = "/dms/{channel_id}/messages", tag = "dms",
     params(("channel_id" = String, Path, description = "DM channel id")),
     request_body = NewDmMessage,
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Message),
               (status = 403, description = "not a participant / recipient is not a member / read-only"),
               (status = 404, description = "dm not found"),
@@ -175,6 +179,7 @@ pub async fn send_dm_message(
 #[utoipa::path(delete, path = "/dms/{channel_id}/messages/{message_id}", tag = "dms",
     params(("channel_id" = String, Path, description = "DM channel id"),
            ("message_id" = String, Path, description = "message id")),
+    security(("bearer" = [])),
     responses((status = 204, description = "deleted (also when it already was)"),
               (status = 403, description = "not a participant / cannot delete another user's message"),
               (status = 404, description = "dm or message not found")))]
@@ -212,6 +217,7 @@ pub async fn delete_dm_message(
 /// Hides the DM from the caller's list; messages are kept and a new message reopens it.
 #[utoipa::path(delete, path = "/dms/{channel_id}", tag = "dms",
     params(("channel_id" = String, Path, description = "DM channel id")),
+    security(("bearer" = [])),
     responses((status = 204, description = "hidden"),
               (status = 403, description = "not a participant in this DM"),
               (status = 404, description = "dm not found")))]

@@ -12,6 +12,7 @@ use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
+use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::error::ApiError;
@@ -78,7 +79,8 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
 }
 
 /// The body as `T`, after the checks of api.md §1.1: it must be a JSON object (never matched by
-/// position) and no string in it may hold U+0000.
+/// position) and no string that `T` reads may hold U+0000 (unknown fields are ignored, NUL or
+/// not).
 fn parse_json_object<T: DeserializeOwned>(bytes: &[u8], limit: Option<usize>) -> Result<T, ApiError> {
     let starts_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if !starts_object {
@@ -89,16 +91,40 @@ fn parse_json_object<T: DeserializeOwned>(bytes: &[u8], limit: Option<usize>) ->
             Err(err) => ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {err}")),
         });
     }
-    // A NUL can only arrive escaped (`\u0000`): look for the escape before walking the body.
-    if memchr::memmem::find(bytes, b"\\u0000").is_some()
-        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
-    {
-        refuse_nul_in_json(&value, &mut String::new())?;
+    // A NUL can only arrive escaped (`\\u0000`): without the escape, read the body directly.
+    if memchr::memmem::find(bytes, b"\\u0000").is_none() {
+        return match axum::Json::<T>::from_bytes(bytes) {
+            Ok(axum::Json(value)) => Ok(value),
+            Err(rejection) => Err(json_rejection(rejection, limit)),
+        };
     }
-    match axum::Json::<T>::from_bytes(bytes) {
-        Ok(axum::Json(value)) => Ok(value),
-        Err(rejection) => Err(json_rejection(rejection, limit)),
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {err}")))?;
+    let mut ignored: Vec<Vec<String>> = Vec::new();
+    let mut note = |path: serde_ignored::Path<'_>| ignored.push(segments(&path));
+    let read = serde_ignored::Deserializer::new(&value, &mut note);
+    let typed: T = serde_path_to_error::deserialize(read).map_err(|err| data_error(&err.to_string()))?;
+    refuse_nul_in_json(&value, &mut Vec::new(), &ignored)?;
+    Ok(typed)
+}
+
+/// The keys and indexes of a path serde_ignored reports.
+fn segments(path: &serde_ignored::Path<'_>) -> Vec<String> {
+    use serde_ignored::Path;
+    let mut out = match path {
+        Path::Root => return Vec::new(),
+        Path::Seq { parent, .. }
+        | Path::Map { parent, .. }
+        | Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => segments(parent),
+    };
+    match path {
+        Path::Seq { index, .. } => out.push(index.to_string()),
+        Path::Map { key, .. } => out.push(key.clone()),
+        _ => {}
     }
+    out
 }
 
 /// 422 `<field> must not contain NUL characters` when `value` holds U+0000 (api.md §1.1).
@@ -112,28 +138,44 @@ pub fn refuse_nul(field: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// [`refuse_nul`] over every string of a JSON value; `path` names where it stands
-/// (`delegation_certificate.device_name`, `attachment_ids[0]`).
-fn refuse_nul_in_json(value: &serde_json::Value, path: &mut String) -> Result<(), ApiError> {
+/// [`refuse_nul`] over every string of a JSON value but those under `ignored` paths; `path` is
+/// where `value` stands (keys and indexes), named in the error as
+/// `delegation_certificate.device_name` or `attachment_ids[0]`.
+fn refuse_nul_in_json(
+    value: &serde_json::Value,
+    path: &mut Vec<String>,
+    ignored: &[Vec<String>],
+) -> Result<(), ApiError> {
+    refuse_nul_at(value, path, &mut String::new(), ignored)
+}
+
+fn refuse_nul_at(
+    value: &serde_json::Value,
+    path: &mut Vec<String>,
+    shown: &mut String,
+    ignored: &[Vec<String>],
+) -> Result<(), ApiError> {
     use serde_json::Value;
+    if ignored.contains(path) {
+        return Ok(());
+    }
+    let step = |path: &mut Vec<String>, shown: &mut String, segment: String, display: String, item: &Value| {
+        let len = shown.len();
+        path.push(segment);
+        shown.push_str(&display);
+        let checked = refuse_nul_at(item, path, shown, ignored);
+        path.pop();
+        shown.truncate(len);
+        checked
+    };
     match value {
-        Value::String(text) => refuse_nul(if path.is_empty() { "body" } else { path }, text),
-        Value::Array(items) => items.iter().enumerate().try_for_each(|(i, item)| {
-            let len = path.len();
-            path.push_str(&format!("[{i}]"));
-            let checked = refuse_nul_in_json(item, path);
-            path.truncate(len);
-            checked
-        }),
+        Value::String(text) => refuse_nul(if shown.is_empty() { "body" } else { shown }, text),
+        Value::Array(items) => {
+            items.iter().enumerate().try_for_each(|(i, item)| step(path, shown, i.to_string(), format!("[{i}]"), item))
+        }
         Value::Object(fields) => fields.iter().try_for_each(|(name, item)| {
-            let len = path.len();
-            if !path.is_empty() {
-                path.push('.');
-            }
-            path.push_str(name);
-            let checked = refuse_nul(path, name).and_then(|()| refuse_nul_in_json(item, path));
-            path.truncate(len);
-            checked
+            let display = if shown.is_empty() { name.clone() } else { format!(".{name}") };
+            step(path, shown, name.clone(), display, item)
         }),
         Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
     }
@@ -145,15 +187,17 @@ fn json_rejection(rejection: JsonRejection, limit: Option<usize>) -> ApiError {
         JsonRejection::JsonSyntaxError(e) => {
             ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON: {}", source_text(&e)))
         }
-        JsonRejection::JsonDataError(e) => {
-            let detail = source_text(&e);
-            match invalid_id_field(&detail) {
-                Some(field) => ApiError::new(StatusCode::BAD_REQUEST, format!("invalid id: {field}")),
-                None => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request body: {detail}")),
-            }
-        }
+        JsonRejection::JsonDataError(e) => data_error(&source_text(&e)),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large(limit),
         other => ApiError::new(other.status(), other.body_text()),
+    }
+}
+
+/// A body of the wrong shape: 400 `invalid id: <field>` for a malformed id, else 422.
+fn data_error(detail: &str) -> ApiError {
+    match invalid_id_field(detail) {
+        Some(field) => ApiError::new(StatusCode::BAD_REQUEST, format!("invalid id: {field}")),
+        None => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("invalid request body: {detail}")),
     }
 }
 
@@ -231,6 +275,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             }
         }
     }
+}
+
+/// The largest integer every JSON reader holds exactly (JavaScript's `Number.MAX_SAFE_INTEGER`).
+pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// An integer field of a JSON body, within ±[`MAX_SAFE_INTEGER`]. JSON has one number type, and
+/// JSON Schema's `integer` takes `51.0` as well as `51`: both are read as 51; `51.5` or a number
+/// beyond the safe range (where `…808` and `…809` are the same float) is a type error.
+pub fn integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    use serde::de::{Error, Unexpected};
+    const SAFE: f64 = MAX_SAFE_INTEGER as f64;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let value = match (number.as_i64(), number.as_f64()) {
+        (Some(n), _) => Some(n).filter(|n| n.abs() <= MAX_SAFE_INTEGER),
+        (None, Some(f)) if f.fract() == 0.0 && f.abs() <= SAFE => Some(f as i64),
+        _ => None,
+    };
+    value.ok_or_else(|| match number.as_f64() {
+        Some(f) => D::Error::invalid_value(Unexpected::Float(f), &"an integer within ±9007199254740991"),
+        None => D::Error::invalid_value(Unexpected::Other("number"), &"an integer within ±9007199254740991"),
+    })
+}
+
+/// [`integer`] for an optional field (`null` counts as absent, api.md §1.1).
+pub fn optional_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Integer(#[serde(deserialize_with = "integer")] i64);
+    Ok(Option::<Integer>::deserialize(deserializer)?.map(|Integer(n)| n))
 }
 
 /// Parses an id given as text; 400 `invalid id: <name>` otherwise.

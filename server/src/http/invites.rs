@@ -41,12 +41,18 @@ fn parse_role_id(name: &str, raw: &str) -> ApiResult<RoleId> {
     }
 }
 
+/// The longest invite lifetime: 100 years (of 365.25 days).
+pub const MAX_INVITE_SECONDS: i64 = 3_155_760_000;
+
 #[derive(Deserialize, ToSchema)]
 pub struct CreateInvite {
     /// 0 = unlimited (default).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::extract::optional_integer")]
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     pub max_uses: Option<i64>,
-    #[serde(default)]
+    /// At most 100 years.
+    #[serde(default, deserialize_with = "super::extract::optional_integer")]
+    #[schema(minimum = 1, maximum = 3_155_760_000_i64)]
     pub expires_in_seconds: Option<i64>,
     /// A role id (`everyone` / `admin` accepted).
     #[serde(default)]
@@ -54,6 +60,7 @@ pub struct CreateInvite {
 }
 
 #[utoipa::path(post, path = "/invites", tag = "invites", request_body = CreateInvite,
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Invite), (status = 400), (status = 403)))]
 pub async fn create_invite(
     auth: AuthedMember,
@@ -68,13 +75,10 @@ pub async fn create_invite(
     let expires_at = match body.expires_in_seconds {
         None => None,
         Some(secs) if secs <= 0 => return Err(bad_request("expires_in_seconds must be > 0 when provided")),
-        Some(secs) => {
-            let at = chrono::TimeDelta::try_seconds(secs)
-                .and_then(|delta| Timestamp::now().as_datetime().checked_add_signed(delta))
-                .filter(|at| chrono::Datelike::year(at) <= 9999)
-                .ok_or_else(|| bad_request("expires_in_seconds is too large"))?;
-            Some(Timestamp::from_datetime(at))
+        Some(secs) if secs > MAX_INVITE_SECONDS => {
+            return Err(bad_request(format!("expires_in_seconds must be at most {MAX_INVITE_SECONDS} (100 years)")));
         }
+        Some(secs) => Some(Timestamp::now().plus_seconds(secs)),
     };
     let grant_role_id = match body.grant_role_id.as_deref() {
         None => None,
@@ -106,7 +110,8 @@ pub struct InviteList {
 }
 
 /// Active invites (not expired, not used up), newest first.
-#[utoipa::path(get, path = "/invites", tag = "invites", responses((status = 200, body = InviteList), (status = 403)))]
+#[utoipa::path(get, path = "/invites", tag = "invites", security(("bearer" = [])),
+    responses((status = 200, body = InviteList), (status = 403)))]
 pub async fn list_invites(auth: AuthedMember, State(state): State<AppState>) -> ApiResult<axum::Json<InviteList>> {
     auth.require(Permissions::MANAGE_INVITES, "manage_invites")?;
     let invites = state.storage.list_active_invites(Timestamp::now()).await?;
@@ -154,6 +159,7 @@ pub async fn preview_invite(
 
 #[utoipa::path(delete, path = "/invites/{code}", tag = "invites",
     params(("code" = String, Path, description = "invite code")),
+    security(("bearer" = [])),
     responses((status = 204), (status = 403), (status = 404)))]
 pub async fn delete_invite(
     auth: AuthedMember,
@@ -170,6 +176,7 @@ pub async fn delete_invite(
 /// Joins through an invite: one use consumed, member with @everyone and the invite's role.
 #[utoipa::path(post, path = "/invites/{code}/join", tag = "invites",
     params(("code" = String, Path, description = "invite code")),
+    security(("bearer" = [])),
     responses((status = 200, body = MemberResponse), (status = 403), (status = 404), (status = 410)))]
 pub async fn join_via_invite(
     Authed(session): Authed,

@@ -74,6 +74,7 @@ pub async fn close_user(state: &AppState, user: UserId, reason: &str) {
 
 /// Joins the server under the membership policy (api.md §5.5).
 #[utoipa::path(post, path = "/members/join", tag = "members",
+    security(("bearer" = [])),
     responses((status = 200, body = MemberResponse), (status = 403)))]
 pub async fn join(Authed(session): Authed, State(state): State<AppState>) -> ApiResult<axum::Json<MemberResponse>> {
     let user = session_user(&state, session.user_id).await?;
@@ -96,7 +97,8 @@ pub async fn join(Authed(session): Authed, State(state): State<AppState>) -> Api
 
 /// Leaves the server: roles and membership removed, gateway connections closed (4004). The last
 /// administrator cannot leave (409).
-#[utoipa::path(delete, path = "/members/me", tag = "members", responses((status = 204), (status = 409)))]
+#[utoipa::path(delete, path = "/members/me", tag = "members", security(("bearer" = [])),
+    responses((status = 204), (status = 409), (status = 403, description = "membership required")))]
 pub async fn leave(auth: AuthedMember, State(state): State<AppState>) -> ApiResult<StatusCode> {
     let user = auth.member.user;
     if state.storage.leave(user.id).await? {
@@ -117,7 +119,8 @@ pub struct MemberList {
     pub members: Vec<dto::Member>,
 }
 
-#[utoipa::path(get, path = "/members", tag = "members", responses((status = 200, body = MemberList)))]
+#[utoipa::path(get, path = "/members", tag = "members", security(("bearer" = [])),
+    responses((status = 200, body = MemberList), (status = 403, description = "membership required")))]
 pub async fn list_members(_auth: AuthedMember, State(state): State<AppState>) -> ApiResult<axum::Json<MemberList>> {
     let members = state.storage.list_members().await?;
     Ok(axum::Json(MemberList { members: members.into_iter().map(Into::into).collect() }))
@@ -132,7 +135,8 @@ async fn member_by_pubkey(state: &AppState, pubkey: &PublicKey) -> ApiResult<sto
 
 #[utoipa::path(get, path = "/members/{pubkey}", tag = "members",
     params(("pubkey" = String, Path, description = "base58 public key")),
-    responses((status = 200, body = dto::Member), (status = 400), (status = 404)))]
+    security(("bearer" = [])),
+    responses((status = 200, body = dto::Member), (status = 400), (status = 404), (status = 403, description = "membership required")))]
 pub async fn get_member(
     _auth: AuthedMember,
     State(state): State<AppState>,
@@ -158,6 +162,7 @@ fn require_outranks(auth: &AuthedMember, target: &storage::Member) -> ApiResult<
 /// Kicks a member: roles, membership and sessions removed; MEMBER_KICK; connections closed (4004).
 #[utoipa::path(post, path = "/members/{pubkey}/kick", tag = "members",
     params(("pubkey" = String, Path, description = "base58 public key")),
+    security(("bearer" = [])),
     responses((status = 204), (status = 400), (status = 403), (status = 404), (status = 409)))]
 pub async fn kick(
     auth: AuthedMember,
@@ -201,6 +206,7 @@ pub struct BanRequest {
 #[utoipa::path(post, path = "/members/{pubkey}/ban", tag = "members",
     params(("pubkey" = String, Path, description = "base58 public key")),
     request_body(content = Option<BanRequest>),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Ban), (status = 400), (status = 403), (status = 409)))]
 pub async fn ban(
     auth: AuthedMember,
@@ -237,7 +243,8 @@ pub struct BanList {
     pub bans: Vec<dto::Ban>,
 }
 
-#[utoipa::path(get, path = "/bans", tag = "members", responses((status = 200, body = BanList), (status = 403)))]
+#[utoipa::path(get, path = "/bans", tag = "members", security(("bearer" = [])),
+    responses((status = 200, body = BanList), (status = 403)))]
 pub async fn list_bans(auth: AuthedMember, State(state): State<AppState>) -> ApiResult<axum::Json<BanList>> {
     auth.require(Permissions::BAN_MEMBERS, "ban_members")?;
     let bans = state.storage.list_bans().await?;
@@ -247,6 +254,7 @@ pub async fn list_bans(auth: AuthedMember, State(state): State<AppState>) -> Api
 /// Lifts a ban (membership is not restored).
 #[utoipa::path(delete, path = "/bans/{pubkey}", tag = "members",
     params(("pubkey" = String, Path, description = "base58 public key")),
+    security(("bearer" = [])),
     responses((status = 204), (status = 400), (status = 403), (status = 404)))]
 pub async fn unban(
     auth: AuthedMember,
@@ -267,6 +275,7 @@ pub struct Allowlist {
 }
 
 #[utoipa::path(get, path = "/allowlist", tag = "members",
+    security(("bearer" = [])),
     responses((status = 200, body = Allowlist), (status = 403)))]
 pub async fn list_allowlist(auth: AuthedMember, State(state): State<AppState>) -> ApiResult<axum::Json<Allowlist>> {
     auth.require(Permissions::MANAGE_SERVER, "manage_server")?;
@@ -280,6 +289,7 @@ pub struct AllowlistAdd {
 }
 
 #[utoipa::path(post, path = "/allowlist", tag = "members", request_body = AllowlistAdd,
+    security(("bearer" = [])),
     responses((status = 200, body = dto::AllowlistEntry), (status = 400), (status = 403), (status = 409)))]
 pub async fn add_to_allowlist(
     auth: AuthedMember,
@@ -299,6 +309,7 @@ pub async fn add_to_allowlist(
 
 #[utoipa::path(delete, path = "/allowlist/{pubkey}", tag = "members",
     params(("pubkey" = String, Path, description = "base58 public key")),
+    security(("bearer" = [])),
     responses((status = 204), (status = 400), (status = 403), (status = 404)))]
 pub async fn remove_from_allowlist(
     auth: AuthedMember,
@@ -319,6 +330,7 @@ pub struct PendingBots {
 }
 
 #[utoipa::path(get, path = "/admin/bots/pending", tag = "members",
+    security(("bearer" = [])),
     responses((status = 200, body = PendingBots), (status = 403)))]
 pub async fn list_pending_bots(
     auth: AuthedMember,
@@ -352,6 +364,7 @@ pub struct ApproveBot {
 #[utoipa::path(post, path = "/admin/bots/{pubkey}/approve", tag = "members",
     params(("pubkey" = String, Path, description = "base58 public key")),
     request_body(content = Option<ApproveBot>),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::BotApproval), (status = 400), (status = 403), (status = 404)))]
 pub async fn approve_bot(
     auth: AuthedMember,
@@ -372,6 +385,7 @@ pub async fn approve_bot(
 /// Revokes a bot's approval: membership unchanged, later sessions read-only.
 #[utoipa::path(post, path = "/admin/bots/{pubkey}/revoke", tag = "members",
     params(("pubkey" = String, Path, description = "base58 public key")),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::BotApproval), (status = 400), (status = 403), (status = 404)))]
 pub async fn revoke_bot(
     auth: AuthedMember,

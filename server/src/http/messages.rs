@@ -51,6 +51,7 @@ pub(super) fn parse_limit(raw: Option<&str>, default: u32, max: u32) -> ApiResul
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Default 50, clamped to 1..=100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// Messages with id < cursor, newest first.
     before: Option<String>,
@@ -94,6 +95,7 @@ pub struct EditMessage {
 /// same transaction; MESSAGE_CREATE to the channel's subscribers.
 #[utoipa::path(post, path = "/channels/{channel_id}/messages", tag = "messages", request_body = CreateMessage,
     params(("channel_id" = String, Path, description = "channel id")),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Message), (status = 403, description = "missing send_messages permission / read-only"),
         (status = 404, description = "channel not found"), (status = 409, description = "attachment unavailable"),
         (status = 422, description = "content rules")))]
@@ -123,6 +125,7 @@ pub async fn create_message(
 /// A page of the channel's messages (READ_MESSAGES in the channel); thread replies excluded.
 #[utoipa::path(get, path = "/channels/{channel_id}/messages", tag = "messages",
     params(("channel_id" = String, Path, description = "channel id"), PageQuery),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::MessagePage), (status = 400, description = "bad query"),
         (status = 403, description = "missing read_messages permission"), (status = 404, description = "channel not found")))]
 pub async fn list_messages(
@@ -140,6 +143,7 @@ pub async fn list_messages(
 
 #[utoipa::path(get, path = "/channels/{channel_id}/messages/{message_id}", tag = "messages",
     params(("channel_id" = String, Path, description = "channel id"), ("message_id" = String, Path, description = "message id")),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Message), (status = 403, description = "missing read_messages permission"),
         (status = 404, description = "channel not found / message not found")))]
 pub async fn get_message(
@@ -156,6 +160,7 @@ pub async fn get_message(
 /// subscribers.
 #[utoipa::path(patch, path = "/channels/{channel_id}/messages/{message_id}", tag = "messages", request_body = EditMessage,
     params(("channel_id" = String, Path, description = "channel id"), ("message_id" = String, Path, description = "message id")),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Message), (status = 403, description = "cannot edit another user's message"),
         (status = 404, description = "channel not found / message not found"),
         (status = 409, description = "cannot edit a deleted message"), (status = 422, description = "content rules")))]
@@ -194,6 +199,7 @@ pub async fn edit_message(
 /// channel's subscribers. Deleting again answers 204.
 #[utoipa::path(delete, path = "/channels/{channel_id}/messages/{message_id}", tag = "messages",
     params(("channel_id" = String, Path, description = "channel id"), ("message_id" = String, Path, description = "message id")),
+    security(("bearer" = [])),
     responses((status = 204, description = "deleted"), (status = 403, description = "cannot delete another user's message"),
         (status = 404, description = "channel not found / message not found")))]
 pub async fn delete_message(

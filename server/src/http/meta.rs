@@ -65,6 +65,6 @@ pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
 
 /// The OpenAPI 3.1 document of every route, generated from the same registrations as the router.
 #[utoipa::path(get, path = "/openapi.json", tag = "meta", responses((status = 200, description = "OpenAPI 3.1 document")))]
-pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
-    Json(super::openapi())
+pub async fn openapi_json(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(state.openapi.as_ref().clone())
 }

@@ -21,6 +21,7 @@ mod members;
 mod messages;
 mod meta;
 pub mod middleware;
+pub mod openapi;
 mod profiles;
 mod reactions;
 mod roles;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub icon: Option<ContentHash>,
     /// Whether the database answers (requests stuck on a silent one fail fast, api.md §1.5).
     pub database: DatabaseHealth,
+    /// The OpenAPI document of this server (its limits come from the configuration).
+    pub openapi: Arc<serde_json::Value>,
     /// Cancelled when graceful shutdown begins: gateway connections close with 1001.
     pub shutdown: CancellationToken,
 }
@@ -111,12 +114,6 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         )
         .routes(routes!(meta::health))
         .split_for_parts()
-}
-
-/// The OpenAPI document of every route (built once).
-pub fn openapi() -> &'static utoipa::openapi::OpenApi {
-    static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
-    DOCUMENT.get_or_init(|| api_routes().1)
 }
 
 /// The application: routes, JSON fallbacks and middleware.
@@ -195,7 +192,8 @@ pub async fn prepare_with_credentials(config: Config, s3_credentials: Option<S3C
         None => Arc::new(LocalBus::new()),
     };
     let database = DatabaseHealth::spawn(storage.clone(), shutdown.clone());
-    Ok(AppState { config: Arc::new(config), storage, events, media, icon, database, shutdown })
+    let openapi = Arc::new(openapi::document(&config));
+    Ok(AppState { config: Arc::new(config), storage, events, media, icon, database, openapi, shutdown })
 }
 
 /// Reads `server.icon_path` into the media store and the `media` table; returns its media id.

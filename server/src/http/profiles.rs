@@ -56,11 +56,14 @@ fn own_profile(user: User, member: storage::Member) -> dto::Profile {
 pub struct ProfilePatch {
     /// Trimmed; 1–32 characters.
     #[serde(default)]
+    /// (The document spells the pattern out with Rust's whitespace; see `openapi.rs`.)
+    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,30}\S)?\s*$")]
     pub display_name: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/profile", tag = "profiles", request_body = ProfilePatch,
-    responses((status = 200, body = dto::Profile), (status = 400)))]
+    security(("bearer" = [])),
+    responses((status = 200, body = dto::Profile), (status = 400), (status = 403, description = "membership required")))]
 pub async fn update_profile(
     auth: AuthedMember,
     State(state): State<AppState>,
@@ -147,8 +150,9 @@ pub fn process_avatar(bytes: &[u8], format: ImageFormat) -> Result<Vec<u8>, Stri
 /// Sets the caller's avatar from the first part of a multipart body.
 #[utoipa::path(put, path = "/profile/avatar", tag = "profiles",
     request_body(content_type = "multipart/form-data", description = "the first part is the image"),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Profile), (status = 400), (status = 413), (status = 415),
-        (status = 422), (status = 503)))]
+        (status = 422), (status = 503), (status = 403, description = "membership required")))]
 pub async fn put_avatar(
     auth: AuthedMember,
     State(state): State<AppState>,
@@ -200,7 +204,8 @@ pub async fn put_avatar(
 }
 
 /// Clears the caller's avatar (the blob is kept).
-#[utoipa::path(delete, path = "/profile/avatar", tag = "profiles", responses((status = 200, body = dto::Profile)))]
+#[utoipa::path(delete, path = "/profile/avatar", tag = "profiles", security(("bearer" = [])),
+    responses((status = 200, body = dto::Profile), (status = 403, description = "membership required")))]
 pub async fn delete_avatar(auth: AuthedMember, State(state): State<AppState>) -> ApiResult<axum::Json<dto::Profile>> {
     let user = state.storage.set_avatar(auth.user_id(), None).await?;
     publish_member_update(&state, &user).await;
@@ -210,7 +215,8 @@ pub async fn delete_avatar(auth: AuthedMember, State(state): State<AppState>) ->
 /// Any user's profile (non-members too, with `joined_at` null).
 #[utoipa::path(get, path = "/members/{pubkey}/profile", tag = "profiles",
     params(("pubkey" = String, Path, description = "base58 public key")),
-    responses((status = 200, body = dto::Profile), (status = 400), (status = 404)))]
+    security(("bearer" = [])),
+    responses((status = 200, body = dto::Profile), (status = 400), (status = 404), (status = 403, description = "membership required")))]
 pub async fn get_profile(
     _auth: AuthedMember,
     State(state): State<AppState>,

@@ -79,6 +79,7 @@ async fn publish(state: &AppState, op: &str, message: &Message, user: UserId, em
 #[into_params(parameter_in = Query)]
 pub struct ReactorQuery {
     /// Default 25, clamped to 1..=100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// Continue below this user id.
     before: Option<String>,
@@ -102,6 +103,7 @@ pub struct ReactorList {
 #[utoipa::path(put, path = "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}", tag = "reactions",
     params(("channel_id" = String, Path, description = "channel id"), ("message_id" = String, Path, description = "message id"),
         ("emoji" = String, Path, description = "percent-encoded emoji, 1-64 bytes")),
+    security(("bearer" = [])),
     responses((status = 204, description = "toggled"), (status = 400, description = "invalid emoji"),
         (status = 403, description = "feature off or missing permission"),
         (status = 404, description = "channel not found / message not found")))]
@@ -133,6 +135,7 @@ pub async fn toggle_reaction(
 #[utoipa::path(get, path = "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}", tag = "reactions",
     params(("channel_id" = String, Path, description = "channel id"), ("message_id" = String, Path, description = "message id"),
         ("emoji" = String, Path, description = "percent-encoded emoji, 1-64 bytes"), ReactorQuery),
+    security(("bearer" = [])),
     responses((status = 200, body = ReactorList), (status = 400, description = "invalid emoji or query"),
         (status = 403, description = "feature off or missing read_messages permission"),
         (status = 404, description = "channel not found / message not found")))]
@@ -158,6 +161,7 @@ pub async fn list_reactors(
 /// Removes the caller's reaction, if any; REACTION_REMOVE when one was removed.
 #[utoipa::path(delete, path = "/channels/{channel_id}/messages/{message_id}/reactions", tag = "reactions",
     params(("channel_id" = String, Path, description = "channel id"), ("message_id" = String, Path, description = "message id")),
+    security(("bearer" = [])),
     responses((status = 204, description = "removed (or there was none)"), (status = 403, description = "feature off"),
         (status = 404, description = "channel not found / message not found")))]
 pub async fn remove_own_reaction(
@@ -180,6 +184,7 @@ pub async fn remove_own_reaction(
 #[utoipa::path(delete, path = "/channels/{channel_id}/messages/{message_id}/reactions/users/{user_id}", tag = "reactions",
     params(("channel_id" = String, Path, description = "channel id"), ("message_id" = String, Path, description = "message id"),
         ("user_id" = String, Path, description = "the reacting user's id")),
+    security(("bearer" = [])),
     responses((status = 204, description = "removed (or there was none)"),
         (status = 403, description = "feature off or missing manage_messages permission"),
         (status = 404, description = "channel not found / message not found")))]

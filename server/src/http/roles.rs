@@ -81,9 +81,12 @@ pub struct CreateRole {
     #[serde(default)]
     color: Option<String>,
     /// Bitfield within ALL_PERMISSIONS (16383).
+    #[serde(deserialize_with = "extract::integer")]
+    #[schema(minimum = 0, maximum = 16383)]
     permissions: i64,
     /// Defaults to the caller's highest position − 1.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "extract::optional_integer")]
+    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     position: Option<i64>,
 }
 
@@ -95,9 +98,11 @@ pub struct UpdateRole {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     color: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "extract::optional_integer")]
+    #[schema(minimum = 0, maximum = 16383)]
     permissions: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "extract::optional_integer")]
+    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     position: Option<i64>,
 }
 
@@ -108,12 +113,19 @@ pub struct OverrideList {
 
 #[derive(Deserialize, ToSchema)]
 pub struct PutOverride {
+    /// Bits to grant; ADMINISTRATOR (8192) is never valid in an override.
+    #[serde(deserialize_with = "extract::integer")]
+    #[schema(minimum = 0, maximum = 8191)]
     allow: i64,
+    /// Bits to withhold; ADMINISTRATOR (8192) is never valid in an override.
+    #[serde(deserialize_with = "extract::integer")]
+    #[schema(minimum = 0, maximum = 8191)]
     deny: i64,
 }
 
 /// Every role, by position descending, then id.
-#[utoipa::path(get, path = "/roles", tag = "roles", responses((status = 200, body = RoleList)))]
+#[utoipa::path(get, path = "/roles", tag = "roles", security(("bearer" = [])),
+    responses((status = 200, body = RoleList), (status = 403, description = "membership required")))]
 pub async fn list_roles(State(state): State<AppState>, _member: AuthedMember) -> ApiResult<Json<RoleList>> {
     let roles = state.storage.list_roles().await?;
     Ok(Json(RoleList { roles: roles.into_iter().map(Into::into).collect() }))
@@ -122,6 +134,7 @@ pub async fn list_roles(State(state): State<AppState>, _member: AuthedMember) ->
 /// Creates a role (MANAGE_ROLES) below the caller's highest position, granting only permissions
 /// the caller holds; ROLE_CREATE to everyone.
 #[utoipa::path(post, path = "/roles", tag = "roles", request_body = CreateRole,
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Role), (status = 400, description = "unknown permission bits"),
         (status = 403, description = "missing permission, hierarchy or grant rule")))]
 pub async fn create_role(
@@ -145,6 +158,7 @@ pub async fn create_role(
 /// Updates a role the caller outranks (MANAGE_ROLES); ROLE_UPDATE to everyone.
 #[utoipa::path(patch, path = "/roles/{role_id}", tag = "roles", request_body = UpdateRole,
     params(("role_id" = String, Path, description = "role id, or `everyone` / `admin`")),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Role), (status = 400, description = "built-in role rules or unknown bits"),
         (status = 403, description = "missing permission, hierarchy or grant rule"),
         (status = 404, description = "role not found")))]
@@ -189,6 +203,7 @@ pub async fn update_role(
 /// ROLE_DELETE to everyone.
 #[utoipa::path(delete, path = "/roles/{role_id}", tag = "roles",
     params(("role_id" = String, Path, description = "role id, or `everyone` / `admin`")),
+    security(("bearer" = [])),
     responses((status = 204, description = "deleted"), (status = 400, description = "built-in roles cannot be deleted"),
         (status = 403, description = "missing permission or hierarchy"), (status = 404, description = "role not found")))]
 pub async fn delete_role(
@@ -217,6 +232,7 @@ pub async fn delete_role(
 #[utoipa::path(put, path = "/members/{pubkey}/roles/{role_id}", tag = "roles",
     params(("pubkey" = String, Path, description = "the member's public key (base58)"),
         ("role_id" = String, Path, description = "role id, or `everyone` / `admin`")),
+    security(("bearer" = [])),
     responses((status = 204, description = "assigned"), (status = 403, description = "missing permission or hierarchy"),
         (status = 404, description = "member not found / role not found"),
         (status = 409, description = "role already assigned")))]
@@ -245,6 +261,7 @@ pub async fn assign_role(
 #[utoipa::path(delete, path = "/members/{pubkey}/roles/{role_id}", tag = "roles",
     params(("pubkey" = String, Path, description = "the member's public key (base58)"),
         ("role_id" = String, Path, description = "role id, or `everyone` / `admin`")),
+    security(("bearer" = [])),
     responses((status = 204, description = "removed"), (status = 400, description = "@everyone cannot be removed"),
         (status = 403, description = "missing permission, hierarchy, or @admin"),
         (status = 404, description = "member not found / role not found / role not assigned")))]
@@ -274,6 +291,7 @@ pub async fn unassign_role(
 /// A channel's permission overrides, by role id (MANAGE_CHANNELS).
 #[utoipa::path(get, path = "/channels/{channel_id}/overrides", tag = "roles",
     params(("channel_id" = String, Path, description = "channel id")),
+    security(("bearer" = [])),
     responses((status = 200, body = OverrideList), (status = 403, description = "missing manage_channels permission"),
         (status = 404, description = "channel not found")))]
 pub async fn list_overrides(
@@ -292,6 +310,7 @@ pub async fn list_overrides(
 #[utoipa::path(put, path = "/channels/{channel_id}/overrides/{role_id}", tag = "roles", request_body = PutOverride,
     params(("channel_id" = String, Path, description = "channel id"),
         ("role_id" = String, Path, description = "role id, or `everyone` / `admin`")),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Override), (status = 400, description = "ADMINISTRATOR or unknown bits"),
         (status = 403, description = "missing permission, hierarchy or grant rule"),
         (status = 404, description = "channel not found / role not found")))]
@@ -333,6 +352,7 @@ pub async fn put_override(
 #[utoipa::path(delete, path = "/channels/{channel_id}/overrides/{role_id}", tag = "roles",
     params(("channel_id" = String, Path, description = "channel id"),
         ("role_id" = String, Path, description = "role id, or `everyone` / `admin`")),
+    security(("bearer" = [])),
     responses((status = 204, description = "removed"), (status = 403, description = "missing permission or hierarchy"),
         (status = 404, description = "channel not found / override not found")))]
 pub async fn delete_override(

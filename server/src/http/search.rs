@@ -27,17 +27,22 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// The query: every term must match a token; `term*` is a prefix term.
+    /// The query: every term must match a token; `term*` is a prefix term. 1 to 16 distinct
+    /// terms of at most 64 characters.
+    #[param(required = true, min_length = 1, max_length = 256)]
     q: Option<String>,
     /// Only this text channel.
     channel_id: Option<String>,
     /// Only this author's messages.
     author_id: Option<String>,
     /// RFC 3339; only messages created strictly before.
+    #[param(format = DateTime)]
     before: Option<String>,
     /// RFC 3339; only messages created strictly after.
+    #[param(format = DateTime)]
     after: Option<String>,
     /// Default 25, clamped to 1..=50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 50)]
     limit: Option<String>,
     /// The previous response's `cursor`.
     cursor: Option<String>,
@@ -90,6 +95,7 @@ async fn readable_channels(state: &AppState, auth: &AuthedMember) -> ApiResult<V
 }
 
 #[utoipa::path(get, path = "/search", tag = "search", params(SearchParams),
+    security(("bearer" = [])),
     responses((status = 200, body = SearchResponse),
               (status = 400, description = "malformed id, timestamp, limit or cursor"),
               (status = 403, description = "search disabled or channel not readable"),

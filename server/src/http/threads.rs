@@ -45,6 +45,7 @@ fn attachment_conflict(id: AttachmentId) -> ApiError {
 #[utoipa::path(post, path = "/channels/{channel_id}/messages/{message_id}/threads", tag = "threads",
     params(("channel_id" = String, Path, description = "text channel id"),
            ("message_id" = String, Path, description = "parent message id")),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::ThreadCreated),
               (status = 403, description = "feature off or missing read_messages permission"),
               (status = 404, description = "channel or message not found")))]
@@ -88,6 +89,7 @@ pub async fn create_thread(
 
 #[utoipa::path(get, path = "/threads/{thread_id}", tag = "threads",
     params(("thread_id" = String, Path, description = "thread id")),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Thread),
               (status = 403, description = "missing read_messages permission"),
               (status = 404, description = "thread not found")))]
@@ -103,6 +105,7 @@ pub async fn get_thread(
 
 #[utoipa::path(get, path = "/threads/{thread_id}/messages", tag = "threads",
     params(("thread_id" = String, Path, description = "thread id"), PageQuery),
+    security(("bearer" = [])),
     responses((status = 200, body = dto::MessagePage),
               (status = 400, description = "bad cursor or limit"),
               (status = 403, description = "missing read_messages permission"),
@@ -134,6 +137,7 @@ pub struct NewReply {
 #[utoipa::path(post, path = "/threads/{thread_id}/messages", tag = "threads",
     params(("thread_id" = String, Path, description = "thread id")),
     request_body = NewReply,
+    security(("bearer" = [])),
     responses((status = 200, body = dto::Message),
               (status = 403, description = "missing send_messages permission or read-only session"),
               (status = 404, description = "thread not found"),
@@ -193,6 +197,7 @@ pub async fn create_thread_message(
 
 #[utoipa::path(put, path = "/threads/{thread_id}/follow", tag = "threads",
     params(("thread_id" = String, Path, description = "thread id")),
+    security(("bearer" = [])),
     responses((status = 204, description = "following"),
               (status = 403, description = "missing read_messages permission"),
               (status = 404, description = "thread not found")))]
@@ -212,8 +217,9 @@ pub async fn follow_thread(
 
 #[utoipa::path(delete, path = "/threads/{thread_id}/follow", tag = "threads",
     params(("thread_id" = String, Path, description = "thread id")),
+    security(("bearer" = [])),
     responses((status = 204, description = "not following (also when it was not)"),
-              (status = 404, description = "thread not found")))]
+              (status = 404, description = "thread not found"), (status = 403, description = "membership required")))]
 pub async fn unfollow_thread(
     State(state): State<AppState>,
     auth: AuthedMember,
@@ -227,8 +233,9 @@ pub async fn unfollow_thread(
 /// Sets the caller's read mark when it follows the thread; otherwise no effect.
 #[utoipa::path(put, path = "/threads/{thread_id}/read", tag = "threads",
     params(("thread_id" = String, Path, description = "thread id")),
+    security(("bearer" = [])),
     responses((status = 204, description = "read mark set if following"),
-              (status = 404, description = "thread not found")))]
+              (status = 404, description = "thread not found"), (status = 403, description = "membership required")))]
 pub async fn mark_thread_read(
     State(state): State<AppState>,
     auth: AuthedMember,

@@ -61,6 +61,7 @@ fn may_forward(bus: &Arc<dyn EventBus>, user: UserId, channel: ChannelId) -> boo
 /// subscribers except the sender's connections, or for a DM to the other participant.
 #[utoipa::path(post, path = "/channels/{channel_id}/typing", tag = "typing",
     params(("channel_id" = String, Path, description = "text or DM channel id")),
+    security(("bearer" = [])),
     responses((status = 204, description = "accepted (also when rate limited)"),
               (status = 403, description = "missing send_messages permission, not a participant, or read-only"),
               (status = 404, description = "channel not found")))]
