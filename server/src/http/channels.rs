@@ -61,8 +61,10 @@ pub struct CreateChannel {
     /// A free-text label; reused or created by name.
     #[serde(default)]
     category: Option<String>,
+    /// 32-bit (422 beyond): the original SDK decodes positions as i32, and one larger position
+    /// would make every channel list undecodable for it.
     #[serde(default)]
-    position: Option<i64>,
+    position: Option<i32>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -77,8 +79,9 @@ pub struct UpdateChannel {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     category: Option<Option<String>>,
+    /// 32-bit, as on create.
     #[serde(default)]
-    position: Option<i64>,
+    position: Option<i32>,
 }
 
 /// Every text channel, by position, then id.
@@ -107,7 +110,7 @@ pub async fn create_channel(
             name: body.name,
             topic: None,
             category: body.category,
-            position: body.position.unwrap_or(0),
+            position: body.position.map_or(0, i64::from),
         })
         .await
         .map_err(channel_error)?;
@@ -144,7 +147,12 @@ pub async fn update_channel(
         check_name(name)?;
     }
     text_channel(&state, channel_id).await?;
-    let patch = ChannelPatch { name: body.name, topic: body.topic, category: body.category, position: body.position };
+    let patch = ChannelPatch {
+        name: body.name,
+        topic: body.topic,
+        category: body.category,
+        position: body.position.map(i64::from),
+    };
     let channel = state.storage.update_channel(channel_id, patch).await.map_err(channel_error)?;
     state.publish(Audience::All, "CHANNEL_UPDATE", dto::Channel::from(channel.clone())).await;
     Ok(Json(channel.into()))
