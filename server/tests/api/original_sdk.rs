@@ -195,6 +195,20 @@ async fn channels_messages_and_attachments_decode(server: TestServer) {
     );
     assert_eq!(with_file.attachments[0].message_id.as_deref(), Some(with_file.id.as_str()));
 
+    // Dimensions are i32 in the SDK: a PNG header claiming more is not an image size at all.
+    for (width, expected) in [(i32::MAX as u32, Some(i32::MAX)), (1 << 31, None)] {
+        let bytes = crate::attachments::png(width, 1);
+        let parts = [crate::attachments::part("big.png", "image/png", &bytes)];
+        let uploaded: Vec<original::Attachment> =
+            decode("upload png", &crate::attachments::upload(&admin, &general, &parts).await);
+        assert_eq!((uploaded[0].width, uploaded[0].mime_type.as_str()), (expected, "image/png"), "{width}");
+        let sent: original::Message = decode(
+            "send png",
+            &admin.post(&messages, json!({"content": "", "attachment_ids": [uploaded[0].id]})).await,
+        );
+        assert_eq!(sent.attachments[0].width, expected);
+    }
+
     // The SDK's media fetch: anonymous, bytes and Content-Type.
     let media = server.anonymous().get(&format!("/api/v1/media/{}", attachment.content_hash)).await;
     assert_eq!(media.status, 200);
@@ -206,10 +220,10 @@ async fn channels_messages_and_attachments_decode(server: TestServer) {
     let ids: Vec<&str> = page.messages.iter().map(|m| m.id.as_str()).collect();
     assert_eq!((ids, page.has_more), (vec![second.id.as_str(), first.id.as_str()], false));
     let page: original::MessagePage = decode("list after", &admin.get(&format!("{messages}?after={}", first.id)).await);
-    assert_eq!(page.messages.len(), 2);
+    assert_eq!(page.messages.len(), 4);
     let page: original::MessagePage =
         decode("list (web)", &web(&admin, Method::GET, &format!("{messages}?limit=50"), None).await);
-    assert_eq!(page.messages.len(), 3);
+    assert_eq!(page.messages.len(), 5);
 
     let one = format!("{messages}/{}", first.id);
     let got: original::Message = decode("get message", &admin.get(&one).await);
