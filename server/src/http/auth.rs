@@ -10,10 +10,10 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::common::{bad_request, forbidden};
 use super::devices::{self, CertificateJson, CertificateProblem, ParsedCertificate};
-use super::dto;
 use super::error::{ApiError, ApiResult};
-use super::events::{Audience, BusMessage, close};
+use super::events::{BusMessage, close};
 use super::extract::Json;
+use super::members;
 use super::session::Authed;
 use crate::auth;
 use crate::config::MembershipMode;
@@ -248,7 +248,7 @@ async fn find_or_register(state: &AppState, pubkey: PublicKey, is_bot: bool) -> 
     match state.storage.register_user(new).await {
         Ok(registration) => {
             if let Some(member) = registration.member {
-                state.publish(Audience::All, "MEMBER_JOIN", dto::Member::from(member)).await;
+                members::publish_member_join(state, member).await;
             }
             Ok(registration.user)
         }

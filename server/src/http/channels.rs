@@ -62,9 +62,10 @@ pub struct CreateChannel {
     /// A free-text label; reused or created by name.
     #[serde(default)]
     category: Option<String>,
-    #[serde(default, deserialize_with = "extract::optional_integer")]
-    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
-    position: Option<i64>,
+    /// 32-bit (422 beyond): the original SDK decodes positions as i32, and one larger position
+    /// would make every channel list undecodable for it.
+    #[serde(default, deserialize_with = "extract::optional_i32")]
+    position: Option<i32>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -80,9 +81,9 @@ pub struct UpdateChannel {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     category: Option<Option<String>>,
-    #[serde(default, deserialize_with = "extract::optional_integer")]
-    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
-    position: Option<i64>,
+    /// 32-bit, as on create.
+    #[serde(default, deserialize_with = "extract::optional_i32")]
+    position: Option<i32>,
 }
 
 /// Every text channel, by position, then id.
@@ -113,7 +114,7 @@ pub async fn create_channel(
             name: body.name,
             topic: None,
             category: body.category,
-            position: body.position.unwrap_or(0),
+            position: body.position.map_or(0, i64::from),
         })
         .await
         .map_err(channel_error)?;
@@ -152,7 +153,12 @@ pub async fn update_channel(
         check_name(name)?;
     }
     text_channel(&state, channel_id).await?;
-    let patch = ChannelPatch { name: body.name, topic: body.topic, category: body.category, position: body.position };
+    let patch = ChannelPatch {
+        name: body.name,
+        topic: body.topic,
+        category: body.category,
+        position: body.position.map(i64::from),
+    };
     let channel = state.storage.update_channel(channel_id, patch).await.map_err(channel_error)?;
     state.publish(Audience::All, "CHANNEL_UPDATE", dto::Channel::from(channel.clone())).await;
     Ok(Json(channel.into()))

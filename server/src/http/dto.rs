@@ -261,6 +261,41 @@ impl From<storage::Member> for Member {
     }
 }
 
+/// A member as the invite join and MEMBER_JOIN carry it (api.md §4): the Member's fields with
+/// `roles` as bare role ids, by position descending. The original server sent this shape and the
+/// original SDK decodes `roles` as strings, so RoleRef objects here break every original client's
+/// invite join; `/members/join` keeps answering the full Member.
+#[derive(Serialize, ToSchema)]
+pub struct JoinedMember {
+    #[schema(value_type = Id)]
+    pub user_id: storage::UserId,
+    #[schema(value_type = String)]
+    pub pubkey: PublicKey,
+    pub display_name: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub avatar_hash: Option<ContentHash>,
+    pub is_bot: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub joined_at: Timestamp,
+    #[schema(value_type = Vec<Id>)]
+    pub roles: Vec<storage::RoleId>,
+}
+
+impl From<storage::Member> for JoinedMember {
+    fn from(m: storage::Member) -> Self {
+        JoinedMember {
+            user_id: m.user.id,
+            pubkey: m.user.pubkey,
+            display_name: m.user.display_name,
+            avatar_hash: m.user.avatar_hash,
+            is_bot: m.user.is_bot,
+            joined_at: m.joined_at,
+            // Storage already orders a member's roles by position descending, then id.
+            roles: m.roles.into_iter().map(|r| r.id).collect(),
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Profile {
     #[schema(value_type = Id)]

@@ -305,6 +305,14 @@ pub fn optional_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Re
     Ok(Option::<Integer>::deserialize(deserializer)?.map(|Integer(n)| n))
 }
 
+/// [`optional_integer`] for a 32-bit field (a type error beyond it).
+pub fn optional_i32<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i32>, D::Error> {
+    use serde::de::{Error, Unexpected};
+    optional_integer(deserializer)?
+        .map(|n| i32::try_from(n).map_err(|_| D::Error::invalid_value(Unexpected::Signed(n), &"a 32-bit integer")))
+        .transpose()
+}
+
 /// Parses an id given as text; 400 `invalid id: <name>` otherwise.
 pub fn parse_id<T: FromStr>(name: &str, raw: &str) -> Result<T, ApiError> {
     raw.parse().map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid id: {name}")))

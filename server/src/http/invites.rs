@@ -13,7 +13,7 @@ use super::common::{bad_request, forbidden};
 use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Json, Path, parse_id};
-use super::members::{self, MemberResponse};
+use super::members;
 use super::session::{Authed, AuthedMember};
 use crate::config::MembershipMode;
 use crate::storage::{Conflict, InviteJoin, NewInvite, Permissions, RoleId, StorageError, Timestamp};
@@ -173,16 +173,22 @@ pub async fn delete_invite(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The invite join's answer: `{member: JoinedMember}`, the shape the original SDK decodes.
+#[derive(Serialize, ToSchema)]
+pub struct JoinInviteResponse {
+    pub member: dto::JoinedMember,
+}
+
 /// Joins through an invite: one use consumed, member with @everyone and the invite's role.
 #[utoipa::path(post, path = "/invites/{code}/join", tag = "invites",
     params(("code" = String, Path, description = "invite code")),
     security(("bearer" = [])),
-    responses((status = 200, body = MemberResponse), (status = 403), (status = 404), (status = 410)))]
+    responses((status = 200, body = JoinInviteResponse), (status = 403), (status = 404), (status = 410)))]
 pub async fn join_via_invite(
     Authed(session): Authed,
     State(state): State<AppState>,
     Path(code): Path<String>,
-) -> ApiResult<axum::Json<MemberResponse>> {
+) -> ApiResult<axum::Json<JoinInviteResponse>> {
     let user = members::session_user(&state, session.user_id).await?;
     members::refuse_banned(&state, &user.pubkey).await?;
     match state.config.membership_mode() {
@@ -200,5 +206,5 @@ pub async fn join_via_invite(
         InviteJoin::Expired => return Err(expired()),
         InviteJoin::Exhausted => return Err(exhausted()),
     };
-    Ok(axum::Json(MemberResponse { member: member.into() }))
+    Ok(axum::Json(JoinInviteResponse { member: member.into() }))
 }

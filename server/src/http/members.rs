@@ -60,8 +60,10 @@ pub async fn require_allowlisted(state: &AppState, pubkey: &PublicKey) -> ApiRes
     Ok(())
 }
 
+/// MEMBER_JOIN to everyone, carrying the JoinedMember shape (api.md §6.4) whichever way the
+/// member joined.
 pub async fn publish_member_join(state: &AppState, member: storage::Member) {
-    state.publish(Audience::All, "MEMBER_JOIN", dto::Member::from(member)).await;
+    state.publish(Audience::All, "MEMBER_JOIN", dto::JoinedMember::from(member)).await;
 }
 
 /// Closes every gateway connection of `user` with 4004.

@@ -84,10 +84,11 @@ pub struct CreateRole {
     #[serde(deserialize_with = "extract::integer")]
     #[schema(minimum = 0, maximum = 16383)]
     permissions: i64,
-    /// Defaults to the caller's highest position − 1.
-    #[serde(default, deserialize_with = "extract::optional_integer")]
-    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
-    position: Option<i64>,
+    /// Defaults to the caller's highest position − 1. 32-bit (422 beyond): the original SDK decodes
+    /// positions as i32, and one larger position would make every role and member list undecodable
+    /// for it.
+    #[serde(default, deserialize_with = "extract::optional_i32")]
+    position: Option<i32>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -101,9 +102,9 @@ pub struct UpdateRole {
     #[serde(default, deserialize_with = "extract::optional_integer")]
     #[schema(minimum = 0, maximum = 16383)]
     permissions: Option<i64>,
-    #[serde(default, deserialize_with = "extract::optional_integer")]
-    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
-    position: Option<i64>,
+    /// 32-bit, as on create.
+    #[serde(default, deserialize_with = "extract::optional_i32")]
+    position: Option<i32>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -145,7 +146,7 @@ pub async fn create_role(
     member.require(Permissions::MANAGE_ROLES, "manage_roles")?;
     let permissions = parse_bits(body.permissions)?;
     let highest = member.access.highest_position;
-    let position = body.position.unwrap_or(highest.saturating_sub(1));
+    let position = body.position.map_or(highest.saturating_sub(1), i64::from);
     if !member.access.is_admin() && position >= highest {
         return Err(forbidden("cannot create role at or above your own role"));
     }
@@ -172,24 +173,25 @@ pub async fn update_role(
     let role = find_role(&state, parse_role_id(&role_id)?).await?;
     require_outranks(&member, &role)?;
     let permissions = body.permissions.map(parse_bits).transpose()?;
+    let position = body.position.map(i64::from);
     if role.is_builtin {
         if role.id != RoleId::EVERYONE && permissions.is_some_and(|p| p != role.permissions) {
             return Err(bad_request("@admin permissions cannot be modified"));
         }
-        if body.position.is_some_and(|p| p != role.position) {
+        if position.is_some_and(|p| p != role.position) {
             return Err(bad_request("built-in role positions cannot be changed"));
         }
     }
     if let Some(permissions) = permissions {
         require_grantable(&member, permissions)?;
     }
-    if let Some(position) = body.position
+    if let Some(position) = position
         && position != role.position
         && !member.access.outranks(position)
     {
         return Err(forbidden(HIERARCHY));
     }
-    let patch = RolePatch { name: body.name, color: body.color, permissions, position: body.position };
+    let patch = RolePatch { name: body.name, color: body.color, permissions, position };
     let role = state.storage.update_role(role.id, patch).await.map_err(|err| match err {
         StorageError::NotFound(_) => ApiError::not_found("role not found"),
         StorageError::InvalidInput(message) => bad_request(message),

@@ -477,12 +477,16 @@ pub fn sniff_mime(head: &[u8]) -> Option<&'static str> {
 }
 
 /// Width and height from an image header, without decoding (None if unreadable or not an image).
+/// A side beyond `i32::MAX` counts as unreadable: no valid PNG, JPEG, GIF or WebP has one (PNG
+/// stops at 2^31 − 1, the others far lower), and the original SDK decodes dimensions as i32, so
+/// one forged header would make every message page that lists the file undecodable for it.
 pub fn image_dimensions(mime: &str, head: &[u8]) -> Option<(i64, i64)> {
     if !matches!(mime, "image/png" | "image/jpeg" | "image/gif" | "image/webp") {
         return None;
     }
     let size = imagesize::blob_size(head).ok()?;
-    Some((i64::try_from(size.width).ok()?, i64::try_from(size.height).ok()?))
+    let side = |n: usize| i32::try_from(n).ok().map(i64::from);
+    Some((side(size.width)?, side(size.height)?))
 }
 
 /// `inline` for types browsers display safely, `attachment` for everything else.

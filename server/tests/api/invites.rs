@@ -2,7 +2,7 @@
 
 use decentcom::config::MembershipMode;
 use pretty_assertions::assert_eq;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::api_tests;
 use crate::support::TestServer;
@@ -135,15 +135,27 @@ async fn join_through_an_invite(server: TestServer) {
 
     let joined = user.post_empty(&format!("/api/v1/invites/{code}/join")).await;
     assert_eq!(joined.status, 200, "{:?}", joined.body);
-    assert_eq!(joined.body["member"]["user_id"], user.user_id.as_str());
-    let roles: Vec<&str> =
-        joined.body["member"]["roles"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert_eq!(roles, ["1"]);
+    // JoinedMember: role ids, not RoleRefs (the shape the original SDK decodes).
+    let joined_at = joined.body["member"]["joined_at"].clone();
+    assert!(joined_at.is_string(), "{:?}", joined.body);
+    assert_eq!(
+        joined.body,
+        json!({"member": {
+            "user_id": user.user_id,
+            "pubkey": user.pubkey,
+            "display_name": null,
+            "avatar_hash": null,
+            "is_bot": false,
+            "joined_at": joined_at,
+            "roles": ["1"],
+        }})
+    );
     let event = gateway.expect_op("MEMBER_JOIN").await;
     assert_eq!(event["d"], joined.body["member"]);
-    assert_eq!(user.get("/api/v1/members").await.status, 200);
+    let member = user.get(&format!("/api/v1/members/{}", user.pubkey)).await;
+    assert_eq!(member.body["joined_at"], joined_at);
 
-    // Already a member: 200 with the Member, no use consumed, no event.
+    // Already a member: 200 with the JoinedMember, no use consumed, no event.
     let again = user.post_empty(&format!("/api/v1/invites/{code}/join")).await;
     assert_eq!((again.status, &again.body), (200, &joined.body));
     gateway.expect_no_op("MEMBER_JOIN", std::time::Duration::from_millis(300)).await;
@@ -236,8 +248,8 @@ async fn invites_grant_roles_below_the_creator(server: TestServer) {
     let code = invite.body["code"].as_str().unwrap();
     let joined = user.post_empty(&format!("/api/v1/invites/{code}/join")).await;
     assert_eq!(joined.status, 200);
-    let roles: Vec<&Value> = joined.body["member"]["roles"].as_array().unwrap().iter().map(|r| &r["id"]).collect();
-    assert_eq!(roles, [&json!(role_id), &json!("1")]);
+    // By position descending: the granted role (5), then @everyone (0).
+    assert_eq!(joined.body["member"]["roles"], json!([role_id, "1"]));
 
     // A member whose highest role is the granted one cannot grant it.
     let managers = admin.post("/api/v1/roles", json!({"name": "inviters", "permissions": 128, "position": 5})).await;

@@ -20,6 +20,7 @@ mod members;
 mod messages;
 mod meta;
 mod openapi;
+mod original_sdk;
 mod profiles;
 mod reactions;
 mod roles;

@@ -75,13 +75,17 @@ async fn members_list_get_leave_and_rejoin(server: TestServer) {
     assert_eq!(user.get("/api/v1/auth/me").await.status, 200);
     assert_eq!(admin.get("/api/v1/members").await.body["members"].as_array().unwrap().len(), 1);
 
-    // Rejoining (open mode): MEMBER_JOIN with the full Member; a second join changes nothing.
+    // Rejoining (open mode): the full Member in the answer, MEMBER_JOIN with the JoinedMember
+    // (role ids, not RoleRefs); a second join changes nothing.
     let joined = user.post_empty("/api/v1/members/join").await;
     assert_eq!(joined.status, 200, "{:?}", joined.body);
     assert_eq!(joined.body["member"]["user_id"], user.user_id.as_str());
     assert_eq!(role_ids(&joined.body["member"]), ["1"]);
+    assert_eq!(joined.body["member"]["roles"][0]["name"], "@everyone");
     let event = gateway.expect_op("MEMBER_JOIN").await;
-    assert_eq!(event["d"], joined.body["member"]);
+    let mut joined_member = joined.body["member"].clone();
+    joined_member["roles"] = json!(role_ids(&joined.body["member"]));
+    assert_eq!(event["d"], joined_member);
     let again = user.post_empty("/api/v1/members/join").await;
     assert_eq!((again.status, &again.body), (200, &joined.body));
     gateway.expect_no_op("MEMBER_JOIN", std::time::Duration::from_millis(300)).await;
@@ -337,6 +341,7 @@ async fn bot_approval_routes(server: TestServer) {
     let event = gateway.expect_op("MEMBER_JOIN").await;
     assert_eq!(event["d"]["pubkey"], bot_pubkey.as_str());
     assert_eq!(event["d"]["is_bot"], true);
+    assert_eq!(event["d"]["roles"], json!(["1"]));
     assert_eq!(admin.get("/api/v1/admin/bots/pending").await.body, json!({"bots": []}));
     let member = admin.get(&format!("/api/v1/members/{bot_pubkey}")).await;
     assert_eq!(member.status, 200);
