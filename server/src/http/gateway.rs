@@ -38,7 +38,14 @@ pub const MAX_CLIENT_FRAME: usize = 16 * 1024;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Opens the gateway WebSocket; the token comes from `Authorization: Bearer` or `?token=`.
-#[utoipa::path(get, path = "/gateway", tag = "gateway",
+///
+/// Text frames carry one JSON object each: server events `{op, d, t}` (HELLO, READY, HEARTBEAT,
+/// ERROR and the events of api.md §6.4), client commands `{op, d}` (SUBSCRIBE, UNSUBSCRIBE,
+/// HEARTBEAT_ACK). The server sends HEARTBEAT every `gateway.heartbeat_interval_ms`; no
+/// HEARTBEAT_ACK within `gateway.heartbeat_ack_timeout_ms` closes with 4002. Close codes: 1000
+/// (answering the client's close), 1001 shutting down, 1009 frame over 16 KiB, 4001 unauthorized,
+/// 4002 heartbeat timeout, 4003 session revoked, 4004 removed from server.
+#[utoipa::path(get, path = "/gateway", tag = "gateway", security((), ("bearer" = [])),
     params(("token" = Option<String>, Query,
         description = "session token, for clients that cannot set headers (the Authorization header wins)")),
     responses(

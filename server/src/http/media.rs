@@ -38,14 +38,40 @@ fn store_unavailable(err: BlobError) -> ApiError {
 
 /// The bytes of an attachment, avatar or the server icon, by content hash.
 #[utoipa::path(method(get, head), path = "/media/{media_id}", tag = "media",
-    params(("media_id" = String, Path, description = "SHA-256 of the bytes, 64 lowercase hex characters")),
+    params(
+        ("media_id" = String, Path, description = "SHA-256 of the bytes, 64 lowercase hex characters"),
+        ("Range" = Option<String>, Header,
+            description = "one range: `bytes=a-b`, `bytes=a-` or `bytes=-n` (anything else: the whole file)"),
+        ("If-None-Match" = Option<String>, Header, description = "the ETag of a copy the client holds"),
+    ),
     responses(
-        (status = 200, description = "the whole file", content_type = "application/octet-stream"),
-        (status = 206, description = "the requested range, with Content-Range"),
-        (status = 302, description = "redirect to a pre-signed URL (S3 provider)"),
-        (status = 304, description = "If-None-Match matched the ETag"),
-        (status = 404, description = "media not found"),
-        (status = 416, description = "unsatisfiable range; Content-Range: bytes */<size>"),
+        (status = 200, description = "the whole file (local disk)", content_type = "application/octet-stream",
+            headers(
+                ("Content-Type" = String, description = "the stored type"),
+                ("Content-Length" = u64),
+                ("ETag" = String, description = "the content hash, quoted"),
+                ("Cache-Control" = String, description = "public, max-age=31536000, immutable"),
+                ("Accept-Ranges" = String, description = "bytes"),
+                ("Content-Disposition" = String, description = "inline for images, video and audio; attachment otherwise"),
+                ("X-Content-Type-Options" = String, description = "nosniff"),
+                ("Content-Security-Policy" = String, description = "sandbox"),
+            )),
+        (status = 206, description = "the requested range (local disk)", content_type = "application/octet-stream",
+            headers(
+                ("Content-Range" = String, description = "bytes a-b/size"),
+                ("Content-Length" = u64),
+                ("ETag" = String, description = "the content hash, quoted"),
+            )),
+        (status = 302, description = "a pre-signed GET URL of the object (S3 provider)",
+            headers(
+                ("Location" = String, description = "valid for storage.media.presign_ttl_seconds"),
+                ("Cache-Control" = String, description = "private, max-age=<presign_ttl_seconds / 2>"),
+            )),
+        (status = 304, description = "If-None-Match matched the ETag",
+            headers(("ETag" = String, description = "the content hash, quoted"))),
+        (status = 404, description = "media not found (also for a malformed id)"),
+        (status = 416, description = "unsatisfiable range",
+            headers(("Content-Range" = String, description = "bytes */<size>"))),
         (status = 503, description = "database or media store unavailable"),
     ))]
 pub async fn get_media(

@@ -106,12 +106,12 @@ fn complete(doc: &mut Value, config: &Config) {
     });
     doc["components"] = components;
 
-    for schema in doc["components"]["schemas"].as_object_mut().expect("schemas").values_mut() {
-        complete_properties(schema, config);
-    }
-    // No text a request sends may hold U+0000 (api.md §1.1): say it on every request string.
-    for name in request_schemas(doc) {
-        if let Some(schema) = doc["components"]["schemas"].get_mut(&name) {
+    let requests = request_schemas(doc);
+    for (name, schema) in doc["components"]["schemas"].as_object_mut().expect("schemas").iter_mut() {
+        let is_request = requests.contains(name);
+        complete_properties(schema, config, is_request);
+        if is_request {
+            // No text a request sends may hold U+0000 (api.md §1.1).
             forbid_nul(schema);
         }
     }
@@ -225,9 +225,9 @@ pub const NO_NUL: &str = r"^[^\x00]*$";
 
 /// Object properties typed by their names, as everywhere in the API: `id` and `*_id` are ids
 /// (`*_ids` lists of them; a role id also takes `everyone` / `admin`), `pubkey` and `*_pubkey`
-/// public keys; `content` (messages) is bounded by `content.max_message_length` and must hold
-/// more than whitespace.
-fn complete_properties(schema: &mut Value, config: &Config) {
+/// public keys. In requests, `content` (messages) is bounded by `content.max_message_length` and
+/// must hold more than whitespace, and a display name is 1 to 32 characters once trimmed.
+fn complete_properties(schema: &mut Value, config: &Config, is_request: bool) {
     let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
         return;
     };
@@ -250,11 +250,10 @@ fn complete_properties(schema: &mut Value, config: &Config) {
             if property.get("type").is_some() {
                 property["format"] = json!(PUBKEY_FORMAT);
             }
-        } else if name == "content" && property["type"] == "string" {
+        } else if is_request && name == "content" && property["type"] == "string" {
             property["maxLength"] = json!(config.content.max_message_length);
             property["pattern"] = json!(format!(r"^[^\x00]*[^{WHITESPACE}\x00][^\x00]*$"));
-        } else if name == "display_name" && property.get("pattern").is_some() {
-            // Trimmed, 1 to 32 characters (a request field; responses carry the stored name).
+        } else if is_request && name == "display_name" {
             let (w, n) = (format!("[{WHITESPACE}]"), format!(r"[^{WHITESPACE}\x00]"));
             property["pattern"] = json!(format!(r"^{w}*{n}(?:[^\x00]{{0,30}}{n})?{w}*$"));
         }

@@ -56,8 +56,6 @@ fn own_profile(user: User, member: storage::Member) -> dto::Profile {
 pub struct ProfilePatch {
     /// Trimmed; 1–32 characters.
     #[serde(default)]
-    /// (The document spells the pattern out with Rust's whitespace; see `openapi.rs`.)
-    #[schema(pattern = r"^\s*\S(?:[\s\S]{0,30}\S)?\s*$")]
     pub display_name: Option<String>,
 }
 

@@ -150,6 +150,8 @@ pub async fn join_via_invite_as_member_consumes_nothing(s: &dyn Storage) {
     let outcome = s.join_via_invite(&code(1), a.id, Timestamp::now()).await.unwrap();
     assert!(matches!(outcome, InviteJoin::AlreadyMember(ref m) if m.user.id == a.id), "{outcome:?}");
     assert_eq!(s.get_invite(&code(1)).await.unwrap().unwrap().use_count, 0);
+    // A code that names no invite is not found, member or not.
+    assert_eq!(s.join_via_invite("nothere1", user.id, Timestamp::now()).await.unwrap(), InviteJoin::NotFound);
 }
 
 pub async fn invite_join_consumes_exactly_max_uses_under_concurrency(s: &dyn Storage) {

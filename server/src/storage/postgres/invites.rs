@@ -68,9 +68,13 @@ impl InviteStore for PostgresBackend {
         // The member row first: a concurrent join of the same user waits here, and a member
         // consumes nothing.
         if !add_member(&mut tx, user, now).await? {
+            let exists =
+                sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM invites WHERE code = $1) AS "exists!""#, code)
+                    .fetch_one(&mut *tx)
+                    .await?;
             let member = load::member(&mut tx, user).await?.ok_or(StorageError::NotFound(Entity::Member))?;
             tx.rollback().await?;
-            return Ok(InviteJoin::AlreadyMember(member));
+            return Ok(if exists { InviteJoin::AlreadyMember(member) } else { InviteJoin::NotFound });
         }
         // One conditional update consumes a use: no read-then-write race between processes.
         let consumed = sqlx::query!(
