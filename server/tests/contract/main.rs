@@ -129,7 +129,10 @@ fn run_pass(
     reports: &Path,
 ) -> Outcome {
     let here = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract");
+    std::fs::create_dir_all(reports).unwrap();
     let mut cmd = Command::new(binary);
+    // schemathesis keeps a cache in its working directory: a temporary one, never the checkout.
+    cmd.current_dir(reports);
     cmd.arg("--config-file")
         .arg(format!("{here}/schemathesis.toml"))
         .arg("run")
