@@ -69,6 +69,13 @@ bench-media *ARGS: require-s3s
 bench-scale: require-pg require-s3s
     DATABASE_URL="{{pg_url}}" scripts/bench-scale.sh
 
+# Event bus: two processes posting at increasing rates through each provider (PostgreSQL, NATS
+# JetStream at $NATS_URL); prints delivery p50/p99 per rate, the highest rate sustained with p99 <
+# 250 ms, and the figures at 1,000 posts/s.
+bench-bus *ARGS: require-pg
+    cargo build --release -p decentcom --bin decentcom
+    DECENTCOM_TEST_PG_URL="{{pg_url}}" cargo run --release -p decentcom --example bench_bus -- {{ARGS}}
+
 # decentcom migrate against pgloader: generates a synthetic community (1M messages, 10k users) as a
 # SQLite file, times `decentcom migrate` SQLite → PostgreSQL (verification included) and pgloader
 # loading the same file into PostgreSQL in alternating pairs (--runs N, 3 by default), then

@@ -25,6 +25,7 @@ pub struct Config {
     pub content: ContentConfig,
     pub auth: AuthConfig,
     pub gateway: GatewayConfig,
+    pub bus: BusConfig,
     pub migrate: MigrateConfig,
 }
 
@@ -173,6 +174,39 @@ pub struct AuthConfig {
 pub struct GatewayConfig {
     pub heartbeat_interval_ms: u64,
     pub heartbeat_ack_timeout_ms: u64,
+    /// How long after a disconnect a client may resume with `?resume=<s>`.
+    pub resume_window_seconds: u64,
+}
+
+/// Where gateway events travel between processes (api.md §6.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusProviderKind {
+    /// In memory: one process (the SQLite default).
+    InProcess,
+    /// A table of recent events in the PostgreSQL database, NOTIFY as the bell (the PostgreSQL
+    /// default).
+    Postgres,
+    /// A NATS JetStream stream, for fleets that outgrow NOTIFY.
+    Nats,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// Unset: `postgres` with the PostgreSQL backend, in-process with SQLite.
+    pub provider: Option<BusProviderKind>,
+    /// The NATS server of `provider = "nats"` (credentials from NATS_CREDS, NATS_TOKEN or
+    /// NATS_USER / NATS_PASSWORD in the environment).
+    pub nats_url: String,
+    /// The JetStream stream (its lower-case name prefixes the subjects): one per deployment.
+    pub nats_stream: String,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig { provider: None, nats_url: "nats://127.0.0.1:4222".into(), nats_stream: "DECENTCOM_EVENTS".into() }
+    }
 }
 
 impl Default for ServerConfig {
@@ -264,7 +298,7 @@ impl Default for AuthConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        GatewayConfig { heartbeat_interval_ms: 30_000, heartbeat_ack_timeout_ms: 10_000 }
+        GatewayConfig { heartbeat_interval_ms: 30_000, heartbeat_ack_timeout_ms: 10_000, resume_window_seconds: 300 }
     }
 }
 
@@ -327,6 +361,14 @@ impl Config {
         config.validated()
     }
 
+    /// The bus provider in force: `bus.provider`, else the backend's default.
+    pub fn bus_provider(&self) -> BusProviderKind {
+        self.bus.provider.unwrap_or(match self.storage.backend {
+            Backend::Sqlite => BusProviderKind::InProcess,
+            Backend::Postgres => BusProviderKind::Postgres,
+        })
+    }
+
     /// The membership mode in force: `server.membership_mode` wins over `membership.mode`.
     pub fn membership_mode(&self) -> MembershipMode {
         self.server.membership_mode.unwrap_or(self.membership.mode)
@@ -383,7 +425,16 @@ impl Config {
         if self.storage.min_connections > self.storage.max_connections {
             return fail("storage.min_connections must not exceed storage.max_connections");
         }
-        let positive: [(&str, u64); 9] = [
+        if !self.bus.nats_stream.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || self.bus.nats_stream.is_empty()
+        {
+            return fail("bus.nats_stream must be letters, digits, _ and - only");
+        }
+        if self.bus_provider() == BusProviderKind::Postgres && self.storage.backend != Backend::Postgres {
+            return fail("bus.provider = \"postgres\" needs storage.backend = \"postgres\"");
+        }
+        let positive: [(&str, u64); 10] = [
+            ("gateway.resume_window_seconds", self.gateway.resume_window_seconds),
             ("network.max_connections", self.network.max_connections),
             ("storage.max_connections", self.storage.max_connections.into()),
             ("storage.media.stale_upload_seconds", self.storage.media.stale_upload_seconds),

@@ -2,11 +2,13 @@
 //!
 //! - [`config`]: layered configuration (defaults → TOML → `DECENTCOM_*` environment).
 //! - [`storage`]: the storage contract and its SQLite and PostgreSQL backends.
+//! - [`bus`]: the event bus between handlers and gateway connections, and its providers.
 //! - [`http`]: the REST API and gateway served over `Arc<dyn Storage>`.
 //! - [`migrate`]: `decentcom migrate`, SQLite ⇄ PostgreSQL with media, verified.
 //! - [`cli`]: the `decentcom` command line.
 
 pub mod auth;
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod http;

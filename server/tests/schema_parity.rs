@@ -56,8 +56,10 @@ async fn sqlite_and_postgres_schemas_are_the_same_after_normalisation() {
     // The documented differences. PostgreSQL's full-text column and its GIN index play the
     // part of SQLite's FTS5 virtual table (which the SQLite snapshot leaves out); and the table
     // behind the cross-process event bus exists only where there can be several processes.
-    let bus = postgres.tables.remove("bus_payloads").expect("postgres has the event bus table");
-    assert_eq!(bus.primary_key, ["id"]);
+    let log = postgres.tables.remove("bus_events").expect("postgres has the event bus's log");
+    assert_eq!(log.primary_key, ["s"]);
+    let state = postgres.tables.remove("bus_state").expect("postgres has the event bus's pruning mark");
+    assert_eq!(state.primary_key, ["id"]);
     let messages = postgres.tables.get_mut("messages").expect("postgres has messages");
     assert_eq!(
         messages.columns.remove("search_vector"),
@@ -106,7 +108,9 @@ async fn the_migration_copies_every_column_of_both_schemas_by_its_type() {
     let copied: std::collections::BTreeSet<&str> = Table::ALL.iter().map(|t| t.name()).collect();
     for (dialect, schema) in [("sqlite", &sqlite), ("postgres", &postgres)] {
         let mut tables: std::collections::BTreeSet<&str> = schema.tables.keys().map(String::as_str).collect();
-        tables.remove("bus_payloads"); // transient event-bus rows, never migrated
+        // The event bus's log: transient, never migrated.
+        tables.remove("bus_events");
+        tables.remove("bus_state");
         assert_eq!(tables, copied, "{dialect}: the tables migrate copies");
         for table in Table::ALL {
             let live = &schema.tables[table.name()].columns;

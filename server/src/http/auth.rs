@@ -11,11 +11,12 @@ use super::AppState;
 use super::common::{bad_request, forbidden};
 use super::devices::{self, CertificateJson, CertificateProblem, ParsedCertificate};
 use super::error::{ApiError, ApiResult};
-use super::events::{BusMessage, close};
 use super::extract::Json;
+use super::gateway::close;
 use super::members;
 use super::session::Authed;
 use crate::auth;
+use crate::bus::BusMessage;
 use crate::config::MembershipMode;
 use crate::storage::{
     Conflict, DeviceKey, DevicePermissions, DeviceRegistration, NewSession, NewUser, PublicKey, StorageError,
@@ -265,14 +266,11 @@ async fn find_or_register(state: &AppState, pubkey: PublicKey, is_bot: bool) -> 
     responses((status = 204)))]
 pub async fn logout(Authed(session): Authed, State(state): State<AppState>) -> ApiResult<StatusCode> {
     state.storage.delete_session(session.id).await?;
-    state
-        .events
-        .publish(BusMessage::CloseSessions {
-            sessions: vec![session.id],
-            code: close::SESSION_REVOKED,
-            reason: "logged out".into(),
-        })
-        .await;
+    state.events.publish(BusMessage::CloseSessions {
+        sessions: vec![session.id],
+        code: close::SESSION_REVOKED,
+        reason: "logged out".into(),
+    });
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -12,9 +12,9 @@ use super::AppState;
 use super::common::{bad_request, conflict, text_channel};
 use super::dto;
 use super::error::{ApiError, ApiResult};
-use super::events::{Audience, BusMessage};
 use super::extract::{self, Path};
 use super::session::AuthedMember;
+use crate::bus::{Audience, BusMessage};
 use crate::storage::{ChannelId, ChannelPatch, Conflict, Entity, NewChannel, Permissions, StorageError};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -180,7 +180,7 @@ pub async fn delete_channel(
     if !state.storage.delete_channel(channel_id).await? {
         return Err(ApiError::not_found("channel not found"));
     }
-    state.events.publish(BusMessage::ChannelDeleted { channel: channel_id }).await;
+    state.events.publish(BusMessage::ChannelDeleted { channel: channel_id });
     state.publish(Audience::All, "CHANNEL_DELETE", json!({ "id": channel_id })).await;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

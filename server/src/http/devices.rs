@@ -14,10 +14,11 @@ use super::AppState;
 use super::common::{bad_request, conflict, forbidden, parse_pubkey};
 use super::dto;
 use super::error::{ApiError, ApiResult};
-use super::events::{Audience, BusMessage, close};
 use super::extract::{Json, Path};
+use super::gateway::close;
 use super::session::{Authed, AuthedMaster};
 use crate::auth::{self, DeviceCertificate};
+use crate::bus::{Audience, BusMessage};
 use crate::storage::{
     DeviceKey, DevicePermissions, DeviceRegistration, NewDeviceKey, PublicKey, Signature, Timestamp, UserId,
 };
@@ -240,14 +241,11 @@ pub async fn revoke_device(
             .await;
     }
     if !revocation.ended_sessions.is_empty() {
-        state
-            .events
-            .publish(BusMessage::CloseSessions {
-                sessions: revocation.ended_sessions,
-                code: close::SESSION_REVOKED,
-                reason: "device revoked".into(),
-            })
-            .await;
+        state.events.publish(BusMessage::CloseSessions {
+            sessions: revocation.ended_sessions,
+            code: close::SESSION_REVOKED,
+            reason: "device revoked".into(),
+        });
     }
     Ok(StatusCode::NO_CONTENT)
 }

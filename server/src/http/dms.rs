@@ -11,10 +11,10 @@ use super::AppState;
 use super::common::{bad_request, check_message_content, forbidden, parse_pubkey, unprocessable};
 use super::dto;
 use super::error::{ApiError, ApiResult};
-use super::events::Audience;
 use super::extract::{Json, Path, Query};
 use super::messages::PageQuery;
 use super::session::AuthedMember;
+use crate::bus::Audience;
 use crate::storage::{self, ChannelId, Dm, MessageId, MessageScope, PageCursor, UserId};
 
 pub fn router() -> OpenApiRouter<AppState> {

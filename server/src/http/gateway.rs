@@ -23,13 +23,28 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::ApiError;
-use super::events::{Audience, BusMessage, close};
 use super::session::{AuthedMember, member_access, session_for_token};
+use crate::bus::{Audience, BusMessage, Delivery, ResumeError, Sequenced};
 use crate::permissions::has;
 use crate::storage::{ChannelId, Permissions, Session, User, UserId};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(gateway))
+}
+
+/// Gateway close codes (api.md §6.2).
+pub mod close {
+    pub const SHUTTING_DOWN: u16 = 1001;
+    pub const FRAME_TOO_LARGE: u16 = 1009;
+    pub const INTERNAL_ERROR: u16 = 1011;
+    pub const UNAUTHORIZED: u16 = 4001;
+    pub const HEARTBEAT_TIMEOUT: u16 = 4002;
+    pub const SESSION_REVOKED: u16 = 4003;
+    pub const REMOVED_FROM_SERVER: u16 = 4004;
+    /// The connection may have missed events: refetch over REST and reconnect.
+    pub const RESYNC_REQUIRED: u16 = 4005;
+    /// The client did not read its events; its backlog overflowed.
+    pub const TOO_SLOW: u16 = 4008;
 }
 
 /// The largest client frame (and message) accepted; larger ones close with 1009.
@@ -46,11 +61,21 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// (answering the client's close), 1001 shutting down, 1009 frame over 16 KiB, 4001 unauthorized,
 /// 4002 heartbeat timeout, 4003 session revoked, 4004 removed from server.
 #[utoipa::path(get, path = "/gateway", tag = "gateway", security((), ("bearer" = [])),
-    params(("token" = Option<String>, Query,
-        description = "session token, for clients that cannot set headers (the Authorization header wins)")),
+    params(
+        ("token" = Option<String>, Query,
+            description = "session token, for clients that cannot set headers (the Authorization header wins)"),
+        ("resume" = Option<u64>, Query,
+            description = "the `s` of the last event received before a disconnect: every event after it that the \
+                           user may see now is sent after HELLO, then RESUMED {s}, then live events (4005 when \
+                           it is older than gateway.resume_window_seconds, from the future, or no longer held)"),
+        ("subscribe" = Option<String>, Query,
+            description = "channel ids to subscribe to at once, comma-separated (as SUBSCRIBE each; needed with \
+                           `resume` to replay channel events)"),
+    ),
     responses(
-        (status = 101, description = "switching to the WebSocket protocol; HELLO then READY"),
-        (status = 400, description = "expected websocket upgrade"),
+        (status = 101, description = "switching to the WebSocket protocol; HELLO then READY (or, resuming, \
+                                      the missed events then RESUMED)"),
+        (status = 400, description = "expected websocket upgrade / invalid resume point / invalid subscribe list"),
         (status = 401, description = "missing session token"),
     ))]
 pub async fn gateway(
@@ -65,6 +90,10 @@ pub async fn gateway(
     let Ok(upgrade) = upgrade else {
         return ApiError::new(StatusCode::BAD_REQUEST, "expected websocket upgrade").into_response();
     };
+    let start = match Start::from_query(query.as_deref()) {
+        Ok(start) => start,
+        Err(err) => return err.into_response(),
+    };
     let identity = match authenticate(&state, &token).await {
         Ok(identity) => identity,
         // The database is unreachable: answer over HTTP rather than pretend the token is bad.
@@ -72,7 +101,7 @@ pub async fn gateway(
     };
     upgrade.max_frame_size(MAX_CLIENT_FRAME).max_message_size(MAX_CLIENT_FRAME).on_upgrade(move |socket| async move {
         match identity {
-            Some((session, user)) => Connection::new(state, socket, session, user).run().await,
+            Some((session, user)) => Connection::new(state, socket, session, user).run(start).await,
             None => {
                 let mut socket = socket;
                 close_socket(&mut socket, close::UNAUTHORIZED, "unauthorized").await;
@@ -89,7 +118,45 @@ fn header_token(headers: &HeaderMap) -> Option<String> {
 
 /// `?token=<token>`.
 fn query_token(query: Option<&str>) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
+    query_value(query, "token")
+}
+
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// How a connection starts: resuming after an `s`, and the channels to subscribe to at once.
+#[derive(Debug, Default)]
+struct Start {
+    resume: Option<u64>,
+    subscribe: Vec<String>,
+}
+
+impl Start {
+    /// `?resume=<s>&subscribe=<id>,<id>`; a malformed value is a 400 before the upgrade.
+    fn from_query(query: Option<&str>) -> Result<Start, ApiError> {
+        let resume = match query_value(query, "resume") {
+            None => None,
+            Some(raw) => Some(
+                raw.parse::<u64>()
+                    .ok()
+                    .filter(|s| *s > 0 && raw.starts_with(|c: char| c.is_ascii_digit()))
+                    .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "invalid resume point"))?,
+            ),
+        };
+        let subscribe = match query_value(query, "subscribe") {
+            None => Vec::new(),
+            Some(raw) if raw.is_empty() => Vec::new(),
+            Some(raw) => {
+                let ids: Vec<String> = raw.split(',').map(str::to_owned).collect();
+                if ids.iter().any(|id| id.parse::<ChannelId>().is_err()) {
+                    return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid subscribe list"));
+                }
+                ids
+            }
+        };
+        Ok(Start { resume, subscribe })
+    }
 }
 
 /// The session and user behind a token when it is valid and the user is a member; `None` when
@@ -120,16 +187,19 @@ async fn close_socket(socket: &mut WebSocket, code: u16, reason: &str) {
     .await;
 }
 
-/// A server event envelope (api.md §6.2).
+/// A server event envelope (api.md §6.2): dispatched events carry `s`, their place in the
+/// deployment-wide order (HELLO, READY, HEARTBEAT, ERROR and RESUMED do not).
 #[derive(Serialize)]
 struct Envelope<'a> {
     op: &'a str,
     d: &'a Value,
     t: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    s: Option<u64>,
 }
 
-fn envelope(op: &str, d: &Value, t: i64) -> String {
-    serde_json::to_string(&Envelope { op, d, t }).unwrap_or_default()
+fn envelope(op: &str, d: &Value, t: i64, s: Option<u64>) -> String {
+    serde_json::to_string(&Envelope { op, d, t, s }).unwrap_or_default()
 }
 
 fn now() -> i64 {
@@ -168,8 +238,8 @@ impl Connection {
         Connection { state, socket, session, user, subscriptions: HashSet::new() }
     }
 
-    async fn run(mut self) {
-        let end = self.serve().await;
+    async fn run(mut self, start: Start) {
+        let end = self.serve(start).await;
         tracing::debug!(user = %self.user.id, "gateway connection ending");
         match end {
             End::Close(code, reason) => close_socket(&mut self.socket, code, &reason).await,
@@ -182,19 +252,36 @@ impl Connection {
     }
 
     async fn send(&mut self, op: &str, d: &Value) -> Result<(), End> {
-        self.send_text(envelope(op, d, now())).await
+        self.send_text(envelope(op, d, now(), None)).await
     }
 
     async fn send_text(&mut self, text: String) -> Result<(), End> {
         self.socket.send(WsMessage::Text(text.into())).await.map_err(|_| End::Gone)
     }
 
-    async fn serve(&mut self) -> End {
+    async fn serve(&mut self, start: Start) -> End {
         // Subscribe before HELLO so nothing published after it is missed.
         let mut bus = self.state.events.subscribe();
         if let Err(end) = self.hello().await {
             return end;
         }
+        for channel in start.subscribe {
+            let subscribe = Command { op: "SUBSCRIBE".into(), d: json!({ "channel_id": channel }) };
+            if let Err(end) = self.command(subscribe).await {
+                return end;
+            }
+        }
+        // Events up to this `s` were replayed: the live stream skips them.
+        let replayed_through = match start.resume {
+            None => match self.send("READY", &json!({})).await {
+                Ok(()) => 0,
+                Err(end) => return end,
+            },
+            Some(after) => match self.resume(after).await {
+                Ok(last) => last,
+                Err(end) => return end,
+            },
+        };
         let shutdown = self.state.shutdown.clone();
         let interval = Duration::from_millis(self.state.config.gateway.heartbeat_interval_ms.max(1));
         let ack_timeout = Duration::from_millis(self.state.config.gateway.heartbeat_ack_timeout_ms);
@@ -224,11 +311,13 @@ impl Connection {
                     },
                     Some(Ok(_)) => Ok(()),
                 },
-                message = bus.recv() => match message {
-                    Ok(message) => self.deliver(&message).await,
+                delivery = bus.recv() => match delivery {
+                    Ok(Delivery::Message(message)) if message.s <= replayed_through => Ok(()),
+                    Ok(Delivery::Message(message)) => self.deliver(&message).await,
+                    Ok(Delivery::Resync) => Err(End::Close(close::RESYNC_REQUIRED, "resync required".into())),
                     Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(user = %self.user.id, missed, "gateway connection fell behind the event bus");
-                        Err(End::Close(1013, "event backlog exceeded".into()))
+                        tracing::warn!(user = %self.user.id, missed, "gateway client too slow: its backlog overflowed");
+                        Err(End::Close(close::TOO_SLOW, "too slow".into()))
                     }
                     Err(RecvError::Closed) => Err(End::Close(close::SHUTTING_DOWN, "server shutting down".into())),
                 },
@@ -246,13 +335,35 @@ impl Connection {
         }
     }
 
-    /// HELLO (the server, the user and every text channel), then READY.
+    /// Replays every event after `after` this connection may see now, then RESUMED; returns the
+    /// last `s` replayed (or `after`).
+    async fn resume(&mut self, after: u64) -> Result<u64, End> {
+        let window = Duration::from_secs(self.state.config.gateway.resume_window_seconds);
+        let missed = match self.state.events.replay(after, window).await {
+            Ok(missed) => missed,
+            Err(err) => {
+                if let ResumeError::Unavailable(cause) = &err {
+                    tracing::warn!(error = %cause, "gateway: cannot read the event log to resume");
+                }
+                return Err(End::Close(close::RESYNC_REQUIRED, format!("resync required: {err}")));
+            }
+        };
+        let mut last = after;
+        for message in missed {
+            self.deliver(&message).await?;
+            last = message.s;
+        }
+        self.send("RESUMED", &json!({ "s": last })).await?;
+        Ok(last)
+    }
+
+    /// HELLO: the server, the user and every text channel.
     async fn hello(&mut self) -> Result<(), End> {
         let channels = match self.state.storage.list_channels().await {
             Ok(channels) => channels,
             Err(err) => {
                 tracing::error!(error = %err, "gateway: cannot list channels");
-                return Err(End::Close(1011, "internal error".into()));
+                return Err(End::Close(close::INTERNAL_ERROR, "internal error".into()));
             }
         };
         let hello = json!({
@@ -265,8 +376,7 @@ impl Connection {
             "channels": channels.iter().map(|c| json!({"id": c.id, "name": c.name})).collect::<Vec<_>>(),
             "heartbeat_interval_ms": self.state.config.gateway.heartbeat_interval_ms,
         });
-        self.send("HELLO", &hello).await?;
-        self.send("READY", &json!({})).await
+        self.send("HELLO", &hello).await
     }
 
     /// SUBSCRIBE and UNSUBSCRIBE; unknown ops and malformed commands are ignored.
@@ -295,9 +405,9 @@ impl Connection {
         }
     }
 
-    /// Applies one bus message to this connection.
-    async fn deliver(&mut self, message: &BusMessage) -> Result<(), End> {
-        match message {
+    /// Applies one bus message to this connection (live, or replayed on resume: the same rules).
+    async fn deliver(&mut self, sequenced: &Sequenced) -> Result<(), End> {
+        match &sequenced.message {
             BusMessage::Event { audience, op, data, t } => {
                 let wanted = match audience {
                     Audience::All => true,
@@ -308,7 +418,7 @@ impl Connection {
                     Audience::Users(users) => users.contains(&self.user.id),
                 };
                 if wanted {
-                    self.send_text(envelope(op, data, *t)).await?;
+                    self.send_text(envelope(op, data, *t, Some(sequenced.s))).await?;
                 }
                 Ok(())
             }

@@ -11,9 +11,10 @@ use super::AppState;
 use super::common::{bad_request, conflict, forbidden, parse_pubkey};
 use super::dto;
 use super::error::{ApiError, ApiResult};
-use super::events::{Audience, BusMessage, close};
 use super::extract::{OptionalJson, Path};
+use super::gateway::close;
 use super::session::{Authed, AuthedMember};
+use crate::bus::{Audience, BusMessage};
 use crate::config::MembershipMode;
 use crate::storage::{self, Conflict, NewBan, Permissions, PublicKey, StorageError, Timestamp, User, UserId};
 
@@ -68,10 +69,7 @@ pub async fn publish_member_join(state: &AppState, member: storage::Member) {
 
 /// Closes every gateway connection of `user` with 4004.
 pub async fn close_user(state: &AppState, user: UserId, reason: &str) {
-    state
-        .events
-        .publish(BusMessage::CloseUser { user, code: close::REMOVED_FROM_SERVER, reason: reason.to_owned() })
-        .await;
+    state.events.publish(BusMessage::CloseUser { user, code: close::REMOVED_FROM_SERVER, reason: reason.to_owned() });
 }
 
 /// Joins the server under the membership policy (api.md §5.5).

@@ -14,9 +14,9 @@ use super::AppState;
 use super::common::{bad_request, check_message_content, conflict, forbidden, message_in_channel};
 use super::dto;
 use super::error::{ApiError, ApiResult};
-use super::events::Audience;
 use super::extract::{self, Path, Query, parse_opt_id};
 use super::session::AuthedMember;
+use crate::bus::Audience;
 use crate::storage::{
     AttachmentId, ChannelId, Conflict, Entity, MessageId, MessageScope, NewMessage, PageCursor, Permissions,
     StorageError,

@@ -11,7 +11,6 @@ mod devices;
 mod dms;
 pub mod dto;
 pub mod error;
-pub mod events;
 pub mod extract;
 mod gateway;
 mod invites;
@@ -42,19 +41,19 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::bus::{Audience, BusMessage, EventBus};
 use crate::config::Config;
 use crate::media::{Blobs, S3Credentials};
 use crate::storage::health::DatabaseHealth;
 use crate::storage::{self, ContentHash, Storage};
 use error::ApiError;
-use events::{EventBus, LocalBus, SharedBus};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub storage: Arc<dyn Storage>,
-    pub events: Arc<dyn EventBus>,
+    pub events: Arc<EventBus>,
     pub media: Blobs,
     /// The server icon's media id, imported at startup.
     pub icon: Option<ContentHash>,
@@ -68,8 +67,8 @@ pub struct AppState {
 
 impl AppState {
     /// Publishes an event to the connections in `audience` (after the change is committed).
-    pub async fn publish(&self, audience: events::Audience, op: &str, data: impl serde::Serialize) {
-        self.events.publish(events::BusMessage::event(audience, op, data)).await;
+    pub async fn publish(&self, audience: Audience, op: &str, data: impl serde::Serialize) {
+        self.events.publish(BusMessage::event(audience, op, data));
     }
 }
 
@@ -185,12 +184,12 @@ pub async fn prepare_with_credentials(config: Config, s3_credentials: Option<S3C
         None => None,
     };
     let shutdown = CancellationToken::new();
-    let events: Arc<dyn EventBus> = match storage.broadcast() {
-        Some(broadcast) => SharedBus::start(broadcast, shutdown.clone())
-            .await
-            .map_err(|e| eyre::Report::new(e).wrap_err("cannot start the event bus (LISTEN on the database)"))?,
-        None => Arc::new(LocalBus::new()),
-    };
+    let provider = crate::bus::open(&config)
+        .await
+        .map_err(|e| eyre::eyre!("cannot start the event bus ({}): {e}", crate::bus::describe(&config)))?;
+    let events = EventBus::start(provider, shutdown.clone())
+        .await
+        .map_err(|e| eyre::eyre!("cannot start the event bus ({}): {e}", crate::bus::describe(&config)))?;
     let database = DatabaseHealth::spawn(storage.clone(), shutdown.clone());
     let openapi = Arc::new(openapi::document(&config));
     Ok(AppState { config: Arc::new(config), storage, events, media, icon, database, openapi, shutdown })

@@ -16,9 +16,9 @@ use super::AppState;
 use super::common::{bad_request, parse_pubkey, unprocessable};
 use super::dto;
 use super::error::{ApiError, ApiResult};
-use super::events::Audience;
 use super::extract::{Json, Path};
 use super::session::AuthedMember;
+use crate::bus::Audience;
 use crate::media::BlobError;
 use crate::storage::{self, NewMedia, User};
 

@@ -12,10 +12,10 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::common::{bad_request, forbidden, message_in_channel, text_channel};
 use super::error::{ApiError, ApiResult};
-use super::events::Audience;
 use super::extract::{Path, Query, parse_opt_id};
 use super::messages::parse_limit;
 use super::session::AuthedMember;
+use crate::bus::Audience;
 use crate::storage::{ChannelId, Message, MessageId, Permissions, UserId};
 
 pub fn router() -> OpenApiRouter<AppState> {

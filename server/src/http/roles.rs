@@ -14,9 +14,9 @@ use super::channels::nullable;
 use super::common::{bad_request, conflict, forbidden, parse_pubkey, text_channel};
 use super::dto;
 use super::error::{ApiError, ApiResult};
-use super::events::Audience;
 use super::extract::{self, Path, parse_id};
 use super::session::AuthedMember;
+use crate::bus::Audience;
 use crate::permissions::ALL;
 use crate::storage::{
     ChannelId, Conflict, Entity, NewRole, Override, Permissions, Role, RoleId, RolePatch, StorageError, User,

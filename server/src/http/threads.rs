@@ -12,10 +12,10 @@ use super::AppState;
 use super::common::{check_message_content, conflict, forbidden, message_in_channel, text_channel};
 use super::dto;
 use super::error::{ApiError, ApiResult};
-use super::events::Audience;
 use super::extract::{Json, Path, Query};
 use super::messages::PageQuery;
 use super::session::AuthedMember;
+use crate::bus::Audience;
 use crate::storage::{
     AttachmentId, ChannelId, Conflict, Entity, MessageId, MessageScope, NewMessage, Permissions, StorageError, Thread,
     ThreadId, UserId,

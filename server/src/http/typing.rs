@@ -13,9 +13,9 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::common::forbidden;
 use super::error::{ApiError, ApiResult};
-use super::events::{Audience, EventBus};
 use super::extract::Path;
 use super::session::AuthedMember;
+use crate::bus::{Audience, EventBus};
 use crate::storage::{ChannelId, ChannelKind, Permissions, UserId};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -32,7 +32,7 @@ type Key = (usize, UserId, ChannelId);
 
 struct Entry {
     at: Instant,
-    _bus: Weak<dyn EventBus>,
+    _bus: Weak<EventBus>,
 }
 
 fn limiter() -> &'static Mutex<HashMap<Key, Entry>> {
@@ -41,7 +41,7 @@ fn limiter() -> &'static Mutex<HashMap<Key, Entry>> {
 }
 
 /// Whether a TYPING_START for (user, channel) may be forwarded now; records it if so.
-fn may_forward(bus: &Arc<dyn EventBus>, user: UserId, channel: ChannelId) -> bool {
+fn may_forward(bus: &Arc<EventBus>, user: UserId, channel: ChannelId) -> bool {
     let now = Instant::now();
     let key = (Arc::as_ptr(bus).cast::<()>() as usize, user, channel);
     let mut map = limiter().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -106,16 +106,20 @@ pub async fn start_typing(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::events::LocalBus;
+    use crate::bus::Retention;
+    use crate::bus::local::LocalLog;
 
-    #[test]
-    fn one_event_per_user_and_channel_every_two_seconds() {
-        let bus: Arc<dyn EventBus> = Arc::new(LocalBus::new());
-        let other: Arc<dyn EventBus> = Arc::new(LocalBus::new());
+    #[tokio::test]
+    async fn one_event_per_user_and_channel_every_two_seconds() {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let retention = Retention::for_resume_window(Duration::from_secs(60));
+        let bus = EventBus::start(Arc::new(LocalLog::new(retention)), stop.clone()).await.unwrap();
+        let other = EventBus::start(Arc::new(LocalLog::new(retention)), stop.clone()).await.unwrap();
         assert!(may_forward(&bus, UserId(1), ChannelId(1)));
         assert!(!may_forward(&bus, UserId(1), ChannelId(1)));
         assert!(may_forward(&bus, UserId(2), ChannelId(1)));
         assert!(may_forward(&bus, UserId(1), ChannelId(2)));
         assert!(may_forward(&other, UserId(1), ChannelId(1)), "another server instance has its own limit");
+        stop.cancel();
     }
 }

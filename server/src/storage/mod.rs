@@ -327,24 +327,6 @@ pub trait Storage:
     async fn ping(&self) -> StorageResult<()>;
     /// Which backend this is, for logs.
     fn backend_name(&self) -> &'static str;
-    /// The channel that reaches every server process sharing this database, when there can be
-    /// several (PostgreSQL). `None` for SQLite, whose server is a single process.
-    fn broadcast(&self) -> Option<std::sync::Arc<dyn Broadcast>> {
-        None
-    }
-}
-
-/// Text payloads delivered to every server process sharing the database — the publisher's own
-/// included — in publish order (PostgreSQL LISTEN/NOTIFY). Payloads of any size; no durability:
-/// a process that is disconnected when something is published does not receive it.
-#[async_trait]
-pub trait Broadcast: Send + Sync {
-    /// Queues `payload`; it is sent in the background, after everything queued before it.
-    /// Failures to send are logged, never returned: the caller's change is already committed.
-    fn publish(&self, payload: String);
-    /// Starts listening before it returns; everything published from then on arrives on the
-    /// receiver. Listening stops when the receiver is dropped.
-    async fn subscribe(&self) -> StorageResult<tokio::sync::mpsc::Receiver<String>>;
 }
 
 /// Connection pool settings, from `[storage]`.

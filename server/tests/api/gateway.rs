@@ -33,7 +33,7 @@ fn ws_url(base: &str, query: &str) -> String {
 }
 
 /// Connects without reading anything.
-async fn connect(base: &str, query: &str, bearer: Option<&str>) -> Gateway {
+pub async fn connect(base: &str, query: &str, bearer: Option<&str>) -> Gateway {
     let mut request = ws_url(base, query).into_client_request().unwrap();
     if let Some(token) = bearer {
         request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
@@ -50,7 +50,7 @@ async fn sync(gateway: &mut Gateway) {
     assert_eq!(error["d"]["channel_id"], "987654321");
 }
 
-async fn subscribe(gateway: &mut Gateway, channel: &str) {
+pub async fn subscribe(gateway: &mut Gateway, channel: &str) {
     gateway.send(json!({"op": "SUBSCRIBE", "d": {"channel_id": channel}})).await;
     sync(gateway).await;
 }

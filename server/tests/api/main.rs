@@ -1,6 +1,8 @@
 //! The HTTP integration suite: the real server over real HTTP (and WebSockets), every test run
 //! against SQLite and PostgreSQL. One module per resource; the harness is in `support.rs`.
 
+#[path = "../common/nats_server.rs"]
+mod nats_server;
 mod s3;
 mod scale_out;
 #[path = "../common/server_process.rs"]
@@ -13,6 +15,7 @@ mod channels;
 mod devices;
 mod dms;
 mod gateway;
+mod gateway_resume;
 mod invites;
 mod media;
 mod media_s3;

@@ -60,11 +60,16 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Cluster {
+        Cluster::start_with(&[]).await
+    }
+
+    /// With `env` added to both processes' environment (another event bus, say).
+    async fn start_with(env: &[(&str, String)]) -> Cluster {
         let pg = ScratchPg::create("scale").await;
         let s3 = S3Server::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let a = spawn(dir.path(), "a", pg.url(), &s3).await;
-        let b = spawn(dir.path(), "b", pg.url(), &s3).await;
+        let a = spawn(dir.path(), "a", pg.url(), &s3, env).await;
+        let b = spawn(dir.path(), "b", pg.url(), &s3, env).await;
         Cluster { a, b, s3, pg, _dir: dir }
     }
 }
@@ -80,10 +85,10 @@ impl Drop for Cluster {
 
 /// Starts a process configured only through the environment, as an operator would run it
 /// behind a load balancer.
-async fn spawn(dir: &Path, name: &str, database_url: &str, s3: &S3Server) -> ServerProcess {
+async fn spawn(dir: &Path, name: &str, database_url: &str, s3: &S3Server, extra: &[(&str, String)]) -> ServerProcess {
     let workdir = dir.join(name);
     std::fs::create_dir_all(&workdir).unwrap();
-    let env = [
+    let mut env = vec![
         ("DECENTCOM_STORAGE__BACKEND", "postgres".to_owned()),
         ("DECENTCOM_STORAGE__DATABASE_URL", database_url.to_owned()),
         ("DECENTCOM_STORAGE__MEDIA__PROVIDER", "s3".to_owned()),
@@ -94,6 +99,7 @@ async fn spawn(dir: &Path, name: &str, database_url: &str, s3: &S3Server) -> Ser
         ("AWS_SECRET_ACCESS_KEY", s3.secret_key.clone()),
         ("RUST_LOG", "info".to_owned()),
     ];
+    env.extend(extra.iter().cloned());
     server_process::start(&workdir, &env).await
 }
 
@@ -299,4 +305,146 @@ async fn a_process_that_loses_its_listen_connection_reconnects_and_says_so() {
 
     let message = admin.post_message(&channel, "after the reconnection").await;
     assert_eq!(on_b.expect_op("MESSAGE_CREATE").await["d"], message);
+}
+
+/// What one gateway client saw while messages flowed: the MESSAGE_CREATEs (id, s) in arrival
+/// order, and the close code if the server closed it.
+struct Seen {
+    messages: Vec<(String, u64)>,
+    closed: Option<u16>,
+}
+
+/// Six gateway clients (three on each process) watch a channel while two posters (one through
+/// each process) post 150 messages each, and `cut` breaks the bus half a second in. Every client
+/// must end with every accepted message exactly once, in the bus's order (`s` increasing, each
+/// poster's messages in its order) — or closed with 4005 having seen no message twice.
+async fn every_client_gets_every_event_once_in_order_or_4005(
+    cluster: &Cluster,
+    cut: impl std::future::Future<Output = ()>,
+) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let admin = cluster.a.login(1).await;
+    let channel = general_channel(&admin).await;
+    let mut watchers = Vec::new();
+    for seed in 2..8u8 {
+        let process = if seed % 2 == 0 { &cluster.a } else { &cluster.b };
+        let user = process.login(seed).await;
+        let mut gateway = process.gateway(&user).await;
+        subscribe(&mut gateway, &channel).await;
+        watchers.push(tokio::spawn(async move {
+            let mut seen = Seen { messages: Vec::new(), closed: None };
+            // Reads until the socket closes or falls quiet for 8 s after the last message.
+            while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(8), gateway.socket.next()).await {
+                match frame {
+                    Ok(WsMessage::Text(text)) => {
+                        let frame: Value = serde_json::from_str(&text).unwrap();
+                        if frame["op"] == "MESSAGE_CREATE" {
+                            let id = frame["d"]["id"].as_str().unwrap().to_owned();
+                            seen.messages.push((id, frame["s"].as_u64().expect("s on every dispatch")));
+                        } else if frame["op"] == "HEARTBEAT" {
+                            gateway.send(json!({"op": "HEARTBEAT_ACK"})).await;
+                        }
+                    }
+                    Ok(WsMessage::Close(close)) => {
+                        seen.closed = Some(close.map_or(1005, |c| u16::from(c.code)));
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(err) => panic!("gateway error: {err}"),
+                }
+            }
+            seen
+        }));
+    }
+
+    let posters: Vec<_> = [&cluster.a, &cluster.b]
+        .into_iter()
+        .enumerate()
+        .map(|(poster, process)| {
+            let client = process.as_user(&admin).client;
+            let path = format!("/api/v1/channels/{channel}/messages");
+            tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                for i in 0..150 {
+                    let body = json!({ "content": format!("poster {poster} message {i}") });
+                    let r = client.post(&path, body).await;
+                    assert_eq!(r.status, 200, "poster {poster} message {i}: {:?}", r.body);
+                    accepted.push(r.body["id"].as_str().unwrap().to_owned());
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                accepted
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cut.await;
+    let mut accepted = Vec::new();
+    for poster in posters {
+        accepted.push(poster.await.unwrap());
+    }
+    let every: std::collections::BTreeSet<&String> = accepted.iter().flatten().collect();
+
+    let mut resynced = 0;
+    for (n, watcher) in watchers.into_iter().enumerate() {
+        let seen = watcher.await.unwrap();
+        let numbers: Vec<u64> = seen.messages.iter().map(|(_, s)| *s).collect();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "client {n}: s must increase, nothing twice: {numbers:?}");
+        let ids: Vec<&String> = seen.messages.iter().map(|(id, _)| id).collect();
+        assert!(ids.iter().all(|id| every.contains(id)), "client {n} got a message nobody posted");
+        match seen.closed {
+            Some(4005) => resynced += 1,
+            closed => {
+                assert_eq!(closed, None, "client {n} was closed otherwise than with 4005");
+                let missed: Vec<usize> = accepted
+                    .iter()
+                    .flat_map(|posted| posted.iter().enumerate())
+                    .filter(|(_, id)| !ids.contains(id))
+                    .map(|(i, _)| i)
+                    .collect();
+                assert!(
+                    missed.is_empty(),
+                    "client {n} missed messages (by poster order: {missed:?}) and was not told (4005); logs:\n{}\n{}",
+                    std::fs::read_to_string(&cluster.a.log).unwrap_or_default(),
+                    std::fs::read_to_string(&cluster.b.log).unwrap_or_default()
+                );
+                assert_eq!(ids.len(), every.len(), "client {n} got a message twice");
+                for (poster, posted) in accepted.iter().enumerate() {
+                    let order: Vec<&String> = ids.iter().copied().filter(|id| posted.contains(id)).collect();
+                    assert_eq!(order, posted.iter().collect::<Vec<_>>(), "client {n}: poster {poster}'s order");
+                }
+            }
+        }
+    }
+    // The logs hold a catch-up, not a loss: nobody needed a resync.
+    assert_eq!(resynced, 0, "the log held every missed event: a catch-up, not a resync");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutting_the_listen_connections_loses_no_event_for_any_gateway_client() {
+    let cluster = Cluster::start().await;
+    let url = cluster.pg.url().to_owned();
+    every_client_gets_every_event_once_in_order_or_4005(&cluster, async move {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        // Test harness SQL against the catalogue, not the application's schema: runtime SQL.
+        let cut: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(cut, [true, true], "one LISTEN connection per process");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_nats_loses_no_event_for_any_gateway_client() {
+    let mut nats = crate::nats_server::OwnNatsServer::start().await;
+    let cluster =
+        Cluster::start_with(&[("DECENTCOM_BUS__PROVIDER", "nats".to_owned()), ("DECENTCOM_BUS__NATS_URL", nats.url())])
+            .await;
+    every_client_gets_every_event_once_in_order_or_4005(&cluster, nats.restart(Duration::from_secs(1))).await;
 }

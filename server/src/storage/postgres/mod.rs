@@ -7,7 +7,6 @@
 //! attachments, reactions and thread summaries) live in [`load`].
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,10 +14,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 
 use super::schema::{self, Column, ColumnType, ForeignKey, Index, SchemaSnapshot, Table};
-use super::{Broadcast, Conflict, OpenError, PoolSettings, RoleId, Storage, StorageError, StorageResult, UserId};
-use broadcast::PgBroadcast;
+use super::{Conflict, OpenError, PoolSettings, RoleId, Storage, StorageError, StorageResult, UserId};
 
-mod broadcast;
 mod channels;
 mod devices;
 mod dms;
@@ -37,7 +34,6 @@ mod users;
 #[derive(Clone, Debug)]
 pub struct PostgresBackend {
     pool: PgPool,
-    broadcast: Arc<PgBroadcast>,
 }
 
 /// Advisory-lock keys (transaction scoped). Arbitrary constants, distinct per purpose.
@@ -109,7 +105,7 @@ impl PostgresBackend {
             .connect_with(options.clone())
             .await
             .map_err(|err| classify_connect_error(&options, err))?;
-        Ok(PostgresBackend { broadcast: Arc::new(PgBroadcast::new(pool.clone())), pool })
+        Ok(PostgresBackend { pool })
     }
 
     /// The live schema of `public` (without `_sqlx_migrations`; foreign keys once validated), for
@@ -253,10 +249,6 @@ impl Storage for PostgresBackend {
 
     fn backend_name(&self) -> &'static str {
         "postgres"
-    }
-
-    fn broadcast(&self) -> Option<Arc<dyn Broadcast>> {
-        Some(self.broadcast.clone())
     }
 }
 
