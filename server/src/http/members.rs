@@ -74,7 +74,7 @@ pub async fn close_user(state: &AppState, user: UserId, reason: &str) {
         .await;
 }
 
-/// Joins the server under the membership policy (api.md §5.5).
+/// Joins the server, as far as the membership mode allows.
 #[utoipa::path(post, path = "/members/join", tag = "members",
     security(("bearer" = [])),
     responses((status = 200, body = MemberResponse), (status = 403)))]
@@ -121,6 +121,7 @@ pub struct MemberList {
     pub members: Vec<dto::Member>,
 }
 
+/// Every member, in order of joining.
 #[utoipa::path(get, path = "/members", tag = "members", security(("bearer" = [])),
     responses((status = 200, body = MemberList), (status = 403, description = "membership required")))]
 pub async fn list_members(_auth: AuthedMember, State(state): State<AppState>) -> ApiResult<axum::Json<MemberList>> {
@@ -135,6 +136,7 @@ async fn member_by_pubkey(state: &AppState, pubkey: &PublicKey) -> ApiResult<sto
     state.storage.get_member(user.id).await?.ok_or_else(not_found)
 }
 
+/// One member, by public key.
 #[utoipa::path(get, path = "/members/{pubkey}", tag = "members",
     params(("pubkey" = String, Path, description = "base58 public key")),
     security(("bearer" = [])),
@@ -245,6 +247,7 @@ pub struct BanList {
     pub bans: Vec<dto::Ban>,
 }
 
+/// Every ban, newest first (BAN_MEMBERS).
 #[utoipa::path(get, path = "/bans", tag = "members", security(("bearer" = [])),
     responses((status = 200, body = BanList), (status = 403)))]
 pub async fn list_bans(auth: AuthedMember, State(state): State<AppState>) -> ApiResult<axum::Json<BanList>> {
@@ -276,6 +279,7 @@ pub struct Allowlist {
     pub entries: Vec<dto::AllowlistEntry>,
 }
 
+/// The allowlist, oldest entry first (MANAGE_SERVER).
 #[utoipa::path(get, path = "/allowlist", tag = "members",
     security(("bearer" = [])),
     responses((status = 200, body = Allowlist), (status = 403)))]
@@ -290,6 +294,7 @@ pub struct AllowlistAdd {
     pub pubkey: String,
 }
 
+/// Adds a key to the allowlist (MANAGE_SERVER).
 #[utoipa::path(post, path = "/allowlist", tag = "members", request_body = AllowlistAdd,
     security(("bearer" = [])),
     responses((status = 200, body = dto::AllowlistEntry), (status = 400), (status = 403), (status = 409)))]
@@ -309,6 +314,7 @@ pub async fn add_to_allowlist(
     }
 }
 
+/// Removes a key from the allowlist (MANAGE_SERVER).
 #[utoipa::path(delete, path = "/allowlist/{pubkey}", tag = "members",
     params(("pubkey" = String, Path, description = "base58 public key")),
     security(("bearer" = [])),
@@ -331,6 +337,7 @@ pub struct PendingBots {
     pub bots: Vec<dto::BotApproval>,
 }
 
+/// Bots waiting for approval: neither approved nor revoked (MANAGE_SERVER).
 #[utoipa::path(get, path = "/admin/bots/pending", tag = "members",
     security(("bearer" = [])),
     responses((status = 200, body = PendingBots), (status = 403)))]

@@ -1,0 +1,8 @@
+//! The project's API reference (`docs/api/`) held to the code: its route tables are the OpenAPI
+//! document's, and the page at `/api/v1/docs` renders that document in a real browser.
+
+#[path = "../common/server_process.rs"]
+mod server_process;
+
+mod routes;
+mod viewer;
