@@ -17,8 +17,8 @@ run *ARGS:
     cargo run --release -p decentcom -- serve {{ARGS}}
 
 # Every test suite: unit tests, the storage conformance suite on SQLite and PostgreSQL,
-# schema parity, and the HTTP integration tests.
-test: require-pg require-s3s
+# schema parity, the HTTP integration tests, and the API reference against the code.
+test: require-pg require-s3s require-chromium
     DECENTCOM_TEST_PG_URL="{{pg_url}}" cargo test --workspace
 
 # The SQLite half: unit tests and the conformance suite on SQLite.
@@ -39,6 +39,15 @@ require-pg:
 # fails when it cannot (the S3 tests never skip).
 require-s3s:
     @scripts/install-s3s-fs.sh > /dev/null
+
+# Installs Debian's chromium with apt-get when missing (the browser that checks the page at
+# /api/v1/docs); fails when it cannot (that test never skips).
+require-chromium:
+    @scripts/install-chromium.sh > /dev/null
+
+# Regenerate docs/api/routes.md from the OpenAPI document (`just test` fails while they differ).
+docs:
+    DECENTCOM_UPDATE_DOCS=1 cargo test -p decentcom --test docs routes::
 
 # Regenerate .sqlx/ for both dialects from scratch databases built from migrations/.
 prepare: require-pg

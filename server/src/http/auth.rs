@@ -92,7 +92,7 @@ enum Login {
     StoredDevice(DeviceKey),
 }
 
-/// Verifies a signed challenge and opens a session (api.md §2.3).
+/// Verifies the signature of a challenge and opens a session.
 #[utoipa::path(post, path = "/auth/verify", tag = "auth", request_body = VerifyRequest,
     responses((status = 200, body = VerifyResponse), (status = 400), (status = 401), (status = 403)))]
 pub async fn verify(
@@ -280,6 +280,7 @@ pub struct Me {
     pub user_id: UserId,
 }
 
+/// The user the session belongs to.
 #[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = Me)))]
 pub async fn me(Authed(session): Authed) -> axum::Json<Me> {

@@ -122,6 +122,7 @@ pub async fn create_channel(
     Ok(Json(channel.into()))
 }
 
+/// One text channel.
 #[utoipa::path(get, path = "/channels/{channel_id}", tag = "channels",
     params(("channel_id" = String, Path, description = "channel id")),
     security(("bearer" = [])),

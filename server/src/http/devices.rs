@@ -27,7 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(register_device, list_devices)).routes(routes!(revoke_device))
 }
 
-/// A delegation certificate as JSON (api.md §2.5).
+/// A delegation certificate as JSON: the master key's signature over the certificate's canonical bytes.
 #[derive(Deserialize, ToSchema)]
 pub struct CertificateJson {
     pub device_pubkey: String,

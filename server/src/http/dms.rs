@@ -95,7 +95,7 @@ pub async fn list_dms(State(state): State<AppState>, auth: AuthedMember) -> ApiR
     Ok(axum::Json(DmList { dms: dms.into_iter().map(Into::into).collect() }))
 }
 
-/// A page of DM messages (api.md §1.6); the newest page (no cursor) sets the caller's read mark.
+/// A page of DM messages (paged like channel messages); the newest page (no cursor) sets the caller's read mark.
 #[utoipa::path(get, path = "/dms/{channel_id}/messages", tag = "dms",
     params(("channel_id" = String, Path, description = "DM channel id"), PageQuery),
     security(("bearer" = [])),

@@ -261,7 +261,7 @@ impl From<storage::Member> for Member {
     }
 }
 
-/// A member as the invite join and MEMBER_JOIN carry it (api.md §4): the Member's fields with
+/// A member as the invite join and MEMBER_JOIN carry it: the Member's fields with
 /// `roles` as bare role ids, by position descending. The original server sent this shape and the
 /// original SDK decodes `roles` as strings, so RoleRef objects here break every original client's
 /// invite join; `/members/join` keeps answering the full Member.

@@ -59,6 +59,7 @@ pub struct CreateInvite {
     pub grant_role_id: Option<String>,
 }
 
+/// Creates an invite (MANAGE_INVITES), optionally granting a role below the caller's highest.
 #[utoipa::path(post, path = "/invites", tag = "invites", request_body = CreateInvite,
     security(("bearer" = [])),
     responses((status = 200, body = dto::Invite), (status = 400), (status = 403)))]
@@ -157,6 +158,7 @@ pub async fn preview_invite(
     }))
 }
 
+/// Deletes an invite (MANAGE_INVITES).
 #[utoipa::path(delete, path = "/invites/{code}", tag = "invites",
     params(("code" = String, Path, description = "invite code")),
     security(("bearer" = [])),

@@ -72,7 +72,7 @@ pub async fn close_user(state: &AppState, user: UserId, reason: &str) {
     state.events.publish(BusMessage::CloseUser { user, code: close::REMOVED_FROM_SERVER, reason: reason.to_owned() });
 }
 
-/// Joins the server under the membership policy (api.md §5.5).
+/// Joins the server, as far as the membership mode allows.
 #[utoipa::path(post, path = "/members/join", tag = "members",
     security(("bearer" = [])),
     responses((status = 200, body = MemberResponse), (status = 403)))]
@@ -119,6 +119,7 @@ pub struct MemberList {
     pub members: Vec<dto::Member>,
 }
 
+/// Every member, in order of joining.
 #[utoipa::path(get, path = "/members", tag = "members", security(("bearer" = [])),
     responses((status = 200, body = MemberList), (status = 403, description = "membership required")))]
 pub async fn list_members(_auth: AuthedMember, State(state): State<AppState>) -> ApiResult<axum::Json<MemberList>> {
@@ -133,6 +134,7 @@ async fn member_by_pubkey(state: &AppState, pubkey: &PublicKey) -> ApiResult<sto
     state.storage.get_member(user.id).await?.ok_or_else(not_found)
 }
 
+/// One member, by public key.
 #[utoipa::path(get, path = "/members/{pubkey}", tag = "members",
     params(("pubkey" = String, Path, description = "base58 public key")),
     security(("bearer" = [])),
@@ -243,6 +245,7 @@ pub struct BanList {
     pub bans: Vec<dto::Ban>,
 }
 
+/// Every ban, newest first (BAN_MEMBERS).
 #[utoipa::path(get, path = "/bans", tag = "members", security(("bearer" = [])),
     responses((status = 200, body = BanList), (status = 403)))]
 pub async fn list_bans(auth: AuthedMember, State(state): State<AppState>) -> ApiResult<axum::Json<BanList>> {
@@ -274,6 +277,7 @@ pub struct Allowlist {
     pub entries: Vec<dto::AllowlistEntry>,
 }
 
+/// The allowlist, oldest entry first (MANAGE_SERVER).
 #[utoipa::path(get, path = "/allowlist", tag = "members",
     security(("bearer" = [])),
     responses((status = 200, body = Allowlist), (status = 403)))]
@@ -288,6 +292,7 @@ pub struct AllowlistAdd {
     pub pubkey: String,
 }
 
+/// Adds a key to the allowlist (MANAGE_SERVER).
 #[utoipa::path(post, path = "/allowlist", tag = "members", request_body = AllowlistAdd,
     security(("bearer" = [])),
     responses((status = 200, body = dto::AllowlistEntry), (status = 400), (status = 403), (status = 409)))]
@@ -307,6 +312,7 @@ pub async fn add_to_allowlist(
     }
 }
 
+/// Removes a key from the allowlist (MANAGE_SERVER).
 #[utoipa::path(delete, path = "/allowlist/{pubkey}", tag = "members",
     params(("pubkey" = String, Path, description = "base58 public key")),
     security(("bearer" = [])),
@@ -329,6 +335,7 @@ pub struct PendingBots {
     pub bots: Vec<dto::BotApproval>,
 }
 
+/// Bots waiting for approval: neither approved nor revoked (MANAGE_SERVER).
 #[utoipa::path(get, path = "/admin/bots/pending", tag = "members",
     security(("bearer" = [])),
     responses((status = 200, body = PendingBots), (status = 403)))]

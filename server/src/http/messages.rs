@@ -141,6 +141,7 @@ pub async fn list_messages(
     Ok(Json(page.into()))
 }
 
+/// One message of the channel (READ_MESSAGES in the channel).
 #[utoipa::path(get, path = "/channels/{channel_id}/messages/{message_id}", tag = "messages",
     params(("channel_id" = String, Path, description = "channel id"), ("message_id" = String, Path, description = "message id")),
     security(("bearer" = [])),

@@ -52,6 +52,7 @@ pub struct ServerInfo {
     icon: Option<String>,
 }
 
+/// The server's name, description, membership mode and icon.
 #[utoipa::path(get, path = "/server/info", tag = "meta", responses((status = 200, body = ServerInfo)))]
 pub async fn server_info(State(state): State<AppState>) -> Json<ServerInfo> {
     let config = &state.config;

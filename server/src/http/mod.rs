@@ -9,6 +9,7 @@ mod channels;
 pub mod common;
 mod devices;
 mod dms;
+mod docs;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -80,8 +81,31 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
 
+/// The document's tags, in the order readers meet them (the viewer and `docs/api/routes.md`
+/// follow it); every operation carries one of them.
 #[derive(utoipa::OpenApi)]
-#[openapi(info(title = "decentcom REST API", version = "1"))]
+#[openapi(
+    info(title = "decentcom REST API", version = "1"),
+    tags(
+        (name = "meta", description = "Health, server information, this document and the page that renders it."),
+        (name = "auth", description = "Logging in with an Ed25519 key: challenge, signature, session."),
+        (name = "devices", description = "Device keys that act for a user through a delegation certificate."),
+        (name = "channels", description = "Text channels."),
+        (name = "messages", description = "Channel messages (and thread replies, edited and deleted through their channel)."),
+        (name = "attachments", description = "File uploads, linked to a message when it is posted."),
+        (name = "media", description = "Stored files by content hash: attachments, avatars, the server icon."),
+        (name = "reactions", description = "One emoji reaction per user per message."),
+        (name = "threads", description = "Threads on channel messages, their replies and followers."),
+        (name = "typing", description = "Typing indicators (never stored)."),
+        (name = "search", description = "Full-text search of the channels the caller can read."),
+        (name = "dms", description = "Direct messages between two members."),
+        (name = "roles", description = "Roles, role assignment and per-channel permission overrides."),
+        (name = "members", description = "Joining and leaving, members, moderation, the allowlist and bot approval."),
+        (name = "invites", description = "Invite codes and joining through them."),
+        (name = "profiles", description = "Display names and avatars."),
+        (name = "gateway", description = "The WebSocket that delivers events."),
+    )
+)]
 struct ApiDoc;
 
 /// The API routes under `/api/v1` with their OpenAPI description, built from the same
@@ -94,6 +118,7 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             OpenApiRouter::new()
                 .routes(routes!(meta::server_info))
                 .routes(routes!(meta::openapi_json))
+                .merge(docs::router())
                 .merge(auth::router())
                 .merge(devices::router())
                 .merge(members::router())

@@ -360,7 +360,7 @@ fn role_id_pattern() -> String {
 fn path_parameter(name: &str) -> Option<(Value, bool)> {
     Some(match name {
         "channel_id" | "message_id" | "thread_id" | "user_id" => {
-            (json!({"type": "string", "pattern": id_pattern(), "description": "an id (§1.3)"}), true)
+            (json!({"type": "string", "pattern": id_pattern(), "description": "an id (a decimal string)"}), true)
         }
         "role_id" => (
             json!({"type": "string", "pattern": role_id_pattern(), "description": "a role id, or `everyone` / `admin`"}),

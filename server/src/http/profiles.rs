@@ -59,6 +59,7 @@ pub struct ProfilePatch {
     pub display_name: Option<String>,
 }
 
+/// Sets the caller's display name (trimmed, 1 to 32 characters); MEMBER_UPDATE to everyone.
 #[utoipa::path(patch, path = "/profile", tag = "profiles", request_body = ProfilePatch,
     security(("bearer" = [])),
     responses((status = 200, body = dto::Profile), (status = 400), (status = 403, description = "membership required")))]

@@ -94,6 +94,7 @@ async fn readable_channels(state: &AppState, auth: &AuthedMember) -> ApiResult<V
     Ok(readable)
 }
 
+/// Searches the messages of every channel the caller can read, newest first.
 #[utoipa::path(get, path = "/search", tag = "search", params(SearchParams),
     security(("bearer" = [])),
     responses((status = 200, body = SearchResponse),

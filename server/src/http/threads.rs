@@ -87,6 +87,7 @@ pub async fn create_thread(
     Ok(axum::Json(thread.into()))
 }
 
+/// One thread (READ_MESSAGES in its channel).
 #[utoipa::path(get, path = "/threads/{thread_id}", tag = "threads",
     params(("thread_id" = String, Path, description = "thread id")),
     security(("bearer" = [])),
@@ -103,6 +104,7 @@ pub async fn get_thread(
     Ok(axum::Json(thread.into()))
 }
 
+/// A page of a thread's replies (READ_MESSAGES in its channel).
 #[utoipa::path(get, path = "/threads/{thread_id}/messages", tag = "threads",
     params(("thread_id" = String, Path, description = "thread id"), PageQuery),
     security(("bearer" = [])),
@@ -195,6 +197,7 @@ pub async fn create_thread_message(
     Ok(axum::Json(message.into()))
 }
 
+/// Follows a thread (READ_MESSAGES in its channel).
 #[utoipa::path(put, path = "/threads/{thread_id}/follow", tag = "threads",
     params(("thread_id" = String, Path, description = "thread id")),
     security(("bearer" = [])),
@@ -215,6 +218,7 @@ pub async fn follow_thread(
     }
 }
 
+/// Stops following a thread (204 also when the caller did not follow it).
 #[utoipa::path(delete, path = "/threads/{thread_id}/follow", tag = "threads",
     params(("thread_id" = String, Path, description = "thread id")),
     security(("bearer" = [])),
