@@ -54,12 +54,21 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Opens the gateway WebSocket; the token comes from `Authorization: Bearer` or `?token=`.
 ///
-/// Text frames carry one JSON object each: server events `{op, d, t}` (HELLO, READY, HEARTBEAT,
-/// ERROR and the events of api.md §6.4), client commands `{op, d}` (SUBSCRIBE, UNSUBSCRIBE,
+/// Text frames carry one JSON object each: server events `{op, d, t, s}` (HELLO, READY, HEARTBEAT,
+/// ERROR, RESUMED and the dispatched events, which alone carry `s`: a number that increases
+/// across the whole deployment), client commands `{op, d}` (SUBSCRIBE, UNSUBSCRIBE,
 /// HEARTBEAT_ACK). The server sends HEARTBEAT every `gateway.heartbeat_interval_ms`; no
-/// HEARTBEAT_ACK within `gateway.heartbeat_ack_timeout_ms` closes with 4002. Close codes: 1000
-/// (answering the client's close), 1001 shutting down, 1009 frame over 16 KiB, 4001 unauthorized,
-/// 4002 heartbeat timeout, 4003 session revoked, 4004 removed from server.
+/// HEARTBEAT_ACK within `gateway.heartbeat_ack_timeout_ms` closes with 4002.
+///
+/// Resume (an extension beyond v1): reconnect with `?resume=<the last s received>` (and
+/// `&subscribe=<ids>` to restore subscriptions first) to receive HELLO, every event missed that
+/// the user may see now, in order, then RESUMED `{"s": <last>}`, then live events with no gap and
+/// no duplicate.
+///
+/// Close codes: 1000 (answering the client's close), 1001 shutting down, 1009 frame over 16 KiB,
+/// 4001 unauthorized, 4002 heartbeat timeout, 4003 session revoked, 4004 removed from server, 4005
+/// resync required (events may have been missed, or the resume point is not held: refetch over
+/// REST), 4008 too slow (the connection's event backlog overflowed).
 #[utoipa::path(get, path = "/gateway", tag = "gateway", security((), ("bearer" = [])),
     params(
         ("token" = Option<String>, Query,
