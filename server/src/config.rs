@@ -430,6 +430,13 @@ impl Config {
         {
             return fail("bus.nats_stream must be letters, digits, _ and - only");
         }
+        // Secrets stay out of files and `decentcom config`: NATS credentials come from the
+        // environment (NATS_CREDS, NATS_TOKEN, NATS_USER + NATS_PASSWORD) only.
+        if url::Url::parse(&self.bus.nats_url).is_ok_and(|u| !u.username().is_empty() || u.password().is_some()) {
+            return fail(
+                "bus.nats_url must not hold credentials: set NATS_USER and NATS_PASSWORD (or NATS_TOKEN, NATS_CREDS) in the environment",
+            );
+        }
         if self.bus_provider() == BusProviderKind::Postgres && self.storage.backend != Backend::Postgres {
             return fail("bus.provider = \"postgres\" needs storage.backend = \"postgres\"");
         }

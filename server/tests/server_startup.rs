@@ -104,6 +104,21 @@ fn an_unreachable_postgres_is_named_by_host_and_port_without_the_password() {
 }
 
 #[test]
+fn an_unreachable_nats_bus_is_named_by_its_url() {
+    let stderr =
+        refuses_to_start(&[("DECENTCOM_BUS__PROVIDER", "nats"), ("DECENTCOM_BUS__NATS_URL", "nats://127.0.0.1:1")]);
+    assert!(stderr.contains("cannot start the event bus (nats at nats://127.0.0.1:1)"), "{stderr}");
+    assert!(stderr.contains("cannot reach NATS at nats://127.0.0.1:1"), "{stderr}");
+    // Credentials belong in the environment, never in the URL.
+    let stderr = refuses_to_start(&[
+        ("DECENTCOM_BUS__PROVIDER", "nats"),
+        ("DECENTCOM_BUS__NATS_URL", "nats://app:hunter2@127.0.0.1:1"),
+    ]);
+    assert!(stderr.contains("bus.nats_url must not hold credentials"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
 fn a_missing_postgres_database_is_named() {
     let admin = decentcom::testing::pg_admin_url();
     let url = format!("{}/decentcom_no_such_database", admin.rsplit_once('/').unwrap().0);

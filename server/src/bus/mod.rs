@@ -346,3 +346,86 @@ pub enum ResumeError {
     #[error("the event log is unavailable: {0}")]
     Unavailable(ReadError),
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use pretty_assertions::assert_eq;
+
+    use super::*;
+
+    /// A log whose follow hands out what a test scripted, then waits forever.
+    struct Scripted {
+        follows: Mutex<Vec<Vec<Result<Sequenced, ReadError>>>>,
+        head: u64,
+    }
+
+    #[async_trait]
+    impl Provider for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn append(&self, _: BusMessage) {}
+        async fn head(&self) -> Result<u64, ReadError> {
+            Ok(self.head)
+        }
+        async fn read_after(&self, _: u64, _: usize) -> Result<Vec<Sequenced>, ReadError> {
+            Ok(Vec::new())
+        }
+        fn follow(&self, _: u64) -> Follow {
+            use futures::StreamExt;
+            let next = self.follows.lock().unwrap().pop().unwrap_or_default();
+            futures::stream::iter(next).chain(futures::stream::pending()).boxed()
+        }
+    }
+
+    fn message(s: u64) -> Sequenced {
+        Sequenced { s, at: 0, message: BusMessage::ChannelDeleted { channel: ChannelId(1) } }
+    }
+
+    fn received(delivery: Delivery) -> Option<u64> {
+        match delivery {
+            Delivery::Message(m) => Some(m.s),
+            Delivery::Resync => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gap_tells_every_connection_to_resync_and_the_bus_goes_on_from_the_head() {
+        // Followed twice: first 1, 2 then a gap; then (from the head, 10) 11.
+        let follows = vec![vec![Ok(message(11))], vec![Ok(message(1)), Ok(message(2)), Err(ReadError::Gone)]];
+        let provider = Arc::new(Scripted { follows: Mutex::new(follows), head: 10 });
+        let stop = CancellationToken::new();
+        let bus = EventBus { provider, local: broadcast::channel(16).0, last: 0.into() };
+        let bus = Arc::new(bus);
+        let mut rx = bus.subscribe();
+        tokio::spawn(bus.clone().pump(stop.clone()));
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+            got.push(received(delivery));
+        }
+        assert_eq!(got, vec![Some(1), Some(2), None, Some(11)]);
+        assert_eq!(bus.last(), 11);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_log_is_followed_again_from_the_last_message_without_a_resync() {
+        let unavailable = || Err(ReadError::Unavailable("connection lost".into()));
+        let follows = vec![vec![Ok(message(3))], vec![Ok(message(1)), Ok(message(2)), unavailable()]];
+        let provider = Arc::new(Scripted { follows: Mutex::new(follows), head: 0 });
+        let stop = CancellationToken::new();
+        let bus = Arc::new(EventBus { provider, local: broadcast::channel(16).0, last: 0.into() });
+        let mut rx = bus.subscribe();
+        tokio::spawn(bus.clone().pump(stop.clone()));
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+            got.push(received(delivery));
+        }
+        assert_eq!(got, vec![Some(1), Some(2), Some(3)]);
+        stop.cancel();
+    }
+}

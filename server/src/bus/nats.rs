@@ -42,7 +42,8 @@ impl NatsLog {
     /// Connects to `url` (credentials from the environment), creates the stream if it does not
     /// exist yet, and starts the publisher. Errors name the URL.
     pub async fn connect(url: &str, stream: &str, retention: Retention) -> Result<NatsLog, ReadError> {
-        let fail = |what: &str, err: &dyn std::fmt::Display| ReadError::Unavailable(format!("{what} {url}: {err}"));
+        let shown = crate::config::redact_url(url);
+        let fail = |what: &str, err: &dyn std::fmt::Display| ReadError::Unavailable(format!("{what} {shown}: {err}"));
         let (connected, connections) = watch::channel(0u64);
         let options = credentials(async_nats::ConnectOptions::new())
             .await
