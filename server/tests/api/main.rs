@@ -14,6 +14,8 @@ mod devices;
 mod dms;
 mod gateway;
 mod invites;
+mod limits;
+mod logs;
 mod media;
 mod media_s3;
 mod members;
