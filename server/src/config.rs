@@ -340,8 +340,8 @@ impl Default for LimitsConfig {
         LimitsConfig {
             messages_per_minute: 60,
             messages_burst: 30,
-            uploads_per_minute: 20,
-            uploads_burst: 10,
+            uploads_per_minute: 30,
+            uploads_burst: 20,
             reactions_per_minute: 60,
             reactions_burst: 30,
             auth_per_minute: 30,
@@ -474,8 +474,7 @@ impl Config {
         if !(1..=604_800).contains(&self.storage.media.presign_ttl_seconds) {
             return fail("storage.media.presign_ttl_seconds must be between 1 and 604800");
         }
-        if let Some(bad) =
-            self.network.trusted_proxies.iter().find(|p| crate::http::limits::parse_network(p).is_none())
+        if let Some(bad) = self.network.trusted_proxies.iter().find(|p| crate::http::limits::parse_network(p).is_none())
         {
             return Err(ConfigError(format!(
                 "network.trusted_proxies: `{bad}` is not an IP address or network (e.g. 10.0.0.0/8)"

@@ -28,12 +28,7 @@ pub fn init(config: &Config) {
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
             builder.with_ansi(ansi).try_init()
         }
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(true).try_init(),
     };
 }
 
@@ -69,7 +64,8 @@ fn urlencoding_decode(text: &str) -> Result<String, std::string::FromUtf8Error> 
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Some(byte) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(byte) =
+                std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(byte);
             i += 3;

@@ -336,7 +336,10 @@ mod tests {
         // Trusted peer: the nearest untrusted hop, right to left, across repeated headers.
         assert_eq!(proxied.client_address(ip("10.0.0.1"), &xff(&["1.2.3.4"])), ip("1.2.3.4"));
         assert_eq!(proxied.client_address(ip("10.0.0.1"), &xff(&["6.6.6.6, 1.2.3.4, 10.9.9.9"])), ip("1.2.3.4"));
-        assert_eq!(proxied.client_address(ip("10.0.0.1"), &xff(&["6.6.6.6", "1.2.3.4:555, 192.168.1.1"])), ip("1.2.3.4"));
+        assert_eq!(
+            proxied.client_address(ip("10.0.0.1"), &xff(&["6.6.6.6", "1.2.3.4:555, 192.168.1.1"])),
+            ip("1.2.3.4")
+        );
         assert_eq!(proxied.client_address(ip("10.0.0.1"), &xff(&["[2001:db8::7]:443"])), ip("2001:db8::7"));
         // All trusted: the leftmost; garbage stops the walk at the hop that added it.
         assert_eq!(proxied.client_address(ip("10.0.0.1"), &xff(&["10.1.1.1, 10.2.2.2"])), ip("10.1.1.1"));

@@ -120,7 +120,12 @@ async fn every_limited_operation_draws_on_its_bucket(backend: Backend) {
     let second = upload(&carol.client, &channel, &[part("b.txt", "text/plain", b"second file")]).await;
     assert_limited(&second, "second upload");
     let avatar = carol
-        .send(carol.request(reqwest::Method::PUT, "/api/v1/profile/avatar").header("content-type", "multipart/form-data; boundary=x").body("--x--\r\n"))
+        .send(
+            carol
+                .request(reqwest::Method::PUT, "/api/v1/profile/avatar")
+                .header("content-type", "multipart/form-data; boundary=x")
+                .body("--x--\r\n"),
+        )
         .await;
     assert_limited(&avatar, "avatar after an attachment");
     use sha2::Digest;
@@ -169,7 +174,8 @@ async fn forwarded_for_counts_only_from_trusted_proxies(backend: Backend) {
         let forwarded = forwarded.map(str::to_owned);
         async move {
             let pubkey = crate::support::pubkey_of(&ed25519_dalek::SigningKey::from_bytes(&[9; 32]));
-            let mut req = anon.request(reqwest::Method::POST, "/api/v1/auth/challenge").json(&json!({"pubkey": pubkey}));
+            let mut req =
+                anon.request(reqwest::Method::POST, "/api/v1/auth/challenge").json(&json!({"pubkey": pubkey}));
             if let Some(value) = forwarded {
                 req = req.header("x-forwarded-for", value);
             }

@@ -76,9 +76,7 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
         .map(|(_, v)| v.into_owned())
         .expect("a pre-signed URL");
     // A request that fails authentication logs too.
-    let bad = anon
-        .send(anon.request(reqwest::Method::GET, "/api/v1/auth/me").bearer_auth(format!("{token}x")))
-        .await;
+    let bad = anon.send(anon.request(reqwest::Method::GET, "/api/v1/auth/me").bearer_auth(format!("{token}x"))).await;
     assert_eq!(bad.status, 401);
 
     server.child.kill().unwrap();
