@@ -64,7 +64,7 @@ start_process() { # name
     mkdir -p "$dir"
     (cd "$dir" && exec env DECENTCOM_NETWORK__BIND_ADDRESS="127.0.0.1:$port" \
         DECENTCOM_STORAGE__BACKEND=postgres DECENTCOM_STORAGE__DATABASE_URL="$database_url" \
-        DECENTCOM_STORAGE__MAX_CONNECTIONS=16 \
+        DECENTCOM_STORAGE__MAX_CONNECTIONS=16 DECENTCOM_LIMITS__MESSAGES_PER_MINUTE=0 \
         DECENTCOM_STORAGE__MEDIA__PROVIDER=s3 DECENTCOM_STORAGE__MEDIA__BUCKET=media \
         DECENTCOM_STORAGE__MEDIA__ENDPOINT="http://127.0.0.1:$s3_port" DECENTCOM_STORAGE__MEDIA__ALLOW_HTTP=true \
         RUST_LOG=warn "$bin" serve >"$dir/server.log" 2>&1) &

@@ -167,7 +167,7 @@ fn run(cli: Cli) -> eyre::Result<ExitCode> {
         }
         Command::Serve(arg) => {
             let config = Config::load(arg.config.as_deref())?;
-            crate::http::init_tracing();
+            crate::logging::init(&config);
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(crate::http::serve(config))?;
             Ok(ExitCode::SUCCESS)

@@ -23,6 +23,8 @@ pub struct Config {
     pub features: FeaturesConfig,
     pub membership: MembershipConfig,
     pub content: ContentConfig,
+    pub limits: LimitsConfig,
+    pub logging: LoggingConfig,
     pub auth: AuthConfig,
     pub gateway: GatewayConfig,
     pub bus: BusConfig,
@@ -51,6 +53,9 @@ pub struct NetworkConfig {
     pub allowed_origins: Vec<String>,
     /// Open connections at most (gateway sockets included); the open-file limit must allow them.
     pub max_connections: u64,
+    /// Proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the client (api.md §1.8).
+    #[serde(deserialize_with = "string_list")]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +168,79 @@ pub struct ContentConfig {
     pub allowed_file_types: Vec<String>,
 }
 
+/// Rate limits (api.md §1.8): token buckets, `<bucket>_per_minute` tokens added a minute and
+/// `<bucket>_burst` held at most; 0 for either turns the bucket off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Per user: channel messages, thread replies and DM messages.
+    pub messages_per_minute: u32,
+    pub messages_burst: u32,
+    /// Per user: attachment and avatar uploads.
+    pub uploads_per_minute: u32,
+    pub uploads_burst: u32,
+    /// Per user: adding or toggling a reaction, removing one's own.
+    pub reactions_per_minute: u32,
+    pub reactions_burst: u32,
+    /// Per client address: `POST /auth/challenge` and `POST /auth/verify`.
+    pub auth_per_minute: u32,
+    pub auth_burst: u32,
+}
+
+/// One bucket's figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketConfig {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl LimitsConfig {
+    pub fn messages(&self) -> BucketConfig {
+        BucketConfig { per_minute: self.messages_per_minute, burst: self.messages_burst }
+    }
+
+    pub fn uploads(&self) -> BucketConfig {
+        BucketConfig { per_minute: self.uploads_per_minute, burst: self.uploads_burst }
+    }
+
+    pub fn reactions(&self) -> BucketConfig {
+        BucketConfig { per_minute: self.reactions_per_minute, burst: self.reactions_burst }
+    }
+
+    pub fn auth(&self) -> BucketConfig {
+        BucketConfig { per_minute: self.auth_per_minute, burst: self.auth_burst }
+    }
+
+    /// Every bucket off (tests and benchmarks that flood on purpose).
+    pub fn off() -> LimitsConfig {
+        LimitsConfig {
+            messages_per_minute: 0,
+            messages_burst: 0,
+            uploads_per_minute: 0,
+            uploads_burst: 0,
+            reactions_per_minute: 0,
+            reactions_burst: 0,
+            auth_per_minute: 0,
+            auth_burst: 0,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `"text"` or `"json"` (one object per line).
+    pub format: LogFormat,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
@@ -227,6 +305,7 @@ impl Default for NetworkConfig {
             bind_address: ([127, 0, 0, 1], 8080).into(),
             allowed_origins: Vec::new(),
             max_connections: 10_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -287,6 +366,21 @@ impl Default for ContentConfig {
 impl Default for MembershipConfig {
     fn default() -> Self {
         MembershipConfig { mode: MembershipMode::Open }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            messages_per_minute: 60,
+            messages_burst: 30,
+            uploads_per_minute: 30,
+            uploads_burst: 20,
+            reactions_per_minute: 60,
+            reactions_burst: 30,
+            auth_per_minute: 30,
+            auth_burst: 60,
+        }
     }
 }
 
@@ -421,6 +515,12 @@ impl Config {
         }
         if !(1..=604_800).contains(&self.storage.media.presign_ttl_seconds) {
             return fail("storage.media.presign_ttl_seconds must be between 1 and 604800");
+        }
+        if let Some(bad) = self.network.trusted_proxies.iter().find(|p| crate::http::limits::parse_network(p).is_none())
+        {
+            return Err(ConfigError(format!(
+                "network.trusted_proxies: `{bad}` is not an IP address or network (e.g. 10.0.0.0/8)"
+            )));
         }
         if self.storage.min_connections > self.storage.max_connections {
             return fail("storage.min_connections must not exceed storage.max_connections");

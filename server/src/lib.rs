@@ -6,6 +6,7 @@
 //! - [`http`]: the REST API and gateway served over `Arc<dyn Storage>`.
 //! - [`migrate`]: `decentcom migrate`, SQLite ⇄ PostgreSQL with media, verified.
 //! - [`cli`]: the `decentcom` command line.
+//! - [`logging`]: text or JSON log lines, with secrets scrubbed.
 
 pub mod auth;
 pub mod bus;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod jobs;
+pub mod logging;
 pub mod media;
 pub mod migrate;
 pub mod permissions;

@@ -15,6 +15,7 @@ pub mod error;
 pub mod extract;
 mod gateway;
 mod invites;
+pub mod limits;
 pub mod listener;
 mod media;
 mod members;
@@ -73,12 +74,10 @@ impl AppState {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
+/// Text logs to stderr; `RUST_LOG` filters (default `info`). `serve` uses [`crate::logging::init`]
+/// with its configuration.
 pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    crate::logging::init(&Config::default());
 }
 
 /// The document's tags, in the order readers meet them (the viewer and `docs/api/routes.md`
@@ -144,9 +143,12 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn router(state: AppState) -> Router {
     let (routes, _) = api_routes();
     let cors = cors(&state.config.network.allowed_origins);
+    let rate_limits = Arc::new(limits::RateLimits::new(&state.config.limits, &state.config.network.trusted_proxies));
+    rate_limits.spawn_cleaner(state.shutdown.clone());
     routes
         .fallback(|| async { ApiError::not_found("not found") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed") })
+        .layer(axum::middleware::from_fn_with_state(rate_limits, limits::rate_limit))
         .layer(axum::extract::DefaultBodyLimit::max(middleware::json_body_limit(&state)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::body_limit))
         .layer(axum::middleware::from_fn(middleware::timeout))
@@ -167,6 +169,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             header::CONTENT_RANGE,
             header::ACCEPT_RANGES,
             header::CONTENT_LENGTH,
+            header::RETRY_AFTER,
             HeaderName::from_static(middleware::REQUEST_ID),
         ]);
     if origins.is_empty() {

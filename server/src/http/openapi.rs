@@ -8,7 +8,8 @@
 //! - path parameters typed by name: ids with the canonical pattern of §1.3 (and 400), keys,
 //!   hashes, invite codes, emoji;
 //! - 400, 413, 415, 422 on JSON bodies (§1.5), 400 on query strings, 408 where the request
-//!   timeout applies (§1.7), 500 and 503 on every operation that reaches the database.
+//!   timeout applies (§1.7), 500 and 503 on every operation that reaches the database;
+//! - 429 with `Retry-After` on the rate-limited operations whose bucket is on (§1.8).
 //!
 //! Limits that come from the configuration (message length) are written into the document of the
 //! running server, so the document is built once per server from its configuration.
@@ -126,8 +127,37 @@ fn complete(doc: &mut Value, config: &Config) {
                 op["requestBody"]["required"] = json!(true);
             }
             complete_operation(path, op);
+            if let Some(bucket) = super::limits::bucket_for(method, path) {
+                rate_limited(op, bucket, config);
+            }
         }
     }
+}
+
+/// The 429 of an operation limited by `bucket` (api.md §1.8), when the bucket is on.
+fn rate_limited(op: &mut Value, bucket: super::limits::Bucket, config: &Config) {
+    let figures = match bucket {
+        super::limits::Bucket::Messages => config.limits.messages(),
+        super::limits::Bucket::Uploads => config.limits.uploads(),
+        super::limits::Bucket::Reactions => config.limits.reactions(),
+        super::limits::Bucket::Auth => config.limits.auth(),
+    };
+    if figures.per_minute == 0 || figures.burst == 0 {
+        return;
+    }
+    let per = if bucket.per_address() { "client address" } else { "user" };
+    op["responses"]["429"] = json!({
+        "description": format!(
+            "rate limited: the `{}` bucket of this {per} is empty ({} a minute, {} at once); nothing was stored",
+            bucket.name(), figures.per_minute, figures.burst
+        ),
+        "headers": {"Retry-After": {
+            "description": "whole seconds until the bucket holds a token again (at least 1)",
+            "required": true,
+            "schema": {"type": "integer", "minimum": 1},
+        }},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
+    });
 }
 
 /// Upload bodies (api.md §3.5, §3.14): every part is a file, whatever its name; an attachment

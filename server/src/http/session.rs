@@ -63,7 +63,9 @@ impl FromRequestParts<AppState> for Authed {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         let token = bearer_token(parts)?;
-        session_for_token(state, token).await.map(Authed)
+        let session = session_for_token(state, token).await?;
+        super::limits::charge_user(parts, session.user_id)?;
+        Ok(Authed(session))
     }
 }
 
@@ -160,6 +162,7 @@ impl FromRequestParts<AppState> for AuthedMember {
         let MemberAuth { member, roles, everyone } =
             auth.member.ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "membership required"))?;
         let everyone = everyone.ok_or_else(ApiError::internal)?;
+        super::limits::charge_user(parts, session.user_id)?;
         Ok(AuthedMember { session, member, access: MemberAccess::new(&everyone, roles) })
     }
 }

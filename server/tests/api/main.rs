@@ -17,6 +17,8 @@ mod dms;
 mod gateway;
 mod gateway_resume;
 mod invites;
+mod limits;
+mod logs;
 mod media;
 mod media_s3;
 mod members;

@@ -170,6 +170,8 @@ async fn content_rules(server: TestServer) {
 }
 
 async fn pagination_before_after_and_limits(server: TestServer) {
+    // Posts 117 messages as fast as it can: a flood to the rate limits (tests/api/limits.rs).
+    let server = TestServer::start_with(server.backend, |c| c.limits = decentcom::config::LimitsConfig::off()).await;
     let admin = server.login(1).await;
     let channel = general(&admin).await;
     let mut posted = Vec::new();

@@ -172,6 +172,8 @@ async fn search_filters_by_channel_author_and_time(server: TestServer) {
 }
 
 async fn search_pages_with_a_cursor(server: TestServer) {
+    // Posts 60 messages as fast as it can: a flood to the rate limits (tests/api/limits.rs).
+    let server = TestServer::start_with(server.backend, |c| c.limits = decentcom::config::LimitsConfig::off()).await;
     let admin = server.login(1).await;
     let channel = admin.create_channel("paging").await;
     let mut ids = Vec::new();
