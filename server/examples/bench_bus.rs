@@ -90,6 +90,8 @@ async fn start_server(dir: &Path, name: &str, database_url: &str, bus: &[(&str, 
         .env("DECENTCOM_NETWORK__BIND_ADDRESS", format!("127.0.0.1:{port}"))
         .env("DECENTCOM_STORAGE__BACKEND", "postgres")
         .env("DECENTCOM_STORAGE__DATABASE_URL", database_url)
+        // The bench floods on purpose: no per-user message limit.
+        .env("DECENTCOM_LIMITS__MESSAGES_PER_MINUTE", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
