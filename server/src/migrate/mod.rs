@@ -610,6 +610,8 @@ async fn resume_points(
     Ok(out)
 }
 
+/// The copy's table: per table, the wall time from its first read to its last commit and the
+/// rows per second over that time. The copy is pipelined, so tables overlap in time.
 fn copy_table(lines: &[copy::Copied]) -> String {
     let rows: Vec<Vec<String>> = lines
         .iter()
@@ -619,12 +621,21 @@ fn copy_table(lines: &[copy::Copied]) -> String {
                 l.table.name().to_owned(),
                 l.rows.to_string(),
                 l.copied.to_string(),
-                format!("{:.2}", l.seconds),
+                seconds(l.seconds),
                 rate.to_string(),
             ]
         })
         .collect();
-    render_table(&["table", "source rows", "copied now", "seconds", "rows/s"], &rows)
+    let mut out = render_table(&["table", "source rows", "copied now", "seconds", "rows/s"], &rows);
+    out.push_str("(seconds: from a table's first read to its last commit; tables are copied overlapping)\n");
+    out
+}
+
+/// Seconds with three significant digits, at least two decimals: a table of a few rows takes
+/// well under 10 ms, which two decimals would show as 0.00.
+fn seconds(s: f64) -> String {
+    let decimals = if s > 0.0 && s < 1.0 { (2 - s.log10().floor() as i64).clamp(2, 9) as usize } else { 2 };
+    format!("{s:.decimals$}")
 }
 
 /// Whether blobs move: the target's media store differs from the source's.
