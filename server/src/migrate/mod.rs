@@ -896,3 +896,16 @@ fn report(lines: &[Verified], source_name: &str, target_name: &str, say: &impl F
     say("\nsource and target hold the same rows in every table\n".to_owned());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use pretty_assertions::assert_eq;
+
+    use super::seconds;
+
+    #[test]
+    fn seconds_keep_three_significant_digits_below_one() {
+        let shown: Vec<String> = [12.5, 1.0, 0.673, 0.0136, 0.00896, 0.000209, 0.0].into_iter().map(seconds).collect();
+        assert_eq!(shown, ["12.50", "1.00", "0.673", "0.0136", "0.00896", "0.000209", "0.00"]);
+    }
+}
