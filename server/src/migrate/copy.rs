@@ -67,6 +67,8 @@ pub(super) struct Copied {
     pub source_last: Option<Row>,
     pub rows: u64,
     pub copied: u64,
+    /// Wall time from the table's first read in the source to its last commit in the target.
+    /// Tables overlap (the reader is ahead of the writers), so these do not add up to the run.
     pub seconds: f64,
 }
 
@@ -74,6 +76,8 @@ pub(super) struct Copied {
 struct Page {
     seq: u64,
     table: Table,
+    /// When the reader began reading this page's table.
+    began: Instant,
     /// `None`: the table is done (all its earlier pages committed once this one's turn comes).
     rows: Option<Vec<Row>>,
     threads: Vec<Row>,
@@ -82,8 +86,16 @@ struct Page {
 /// What the writers report, in commit order.
 #[derive(Clone, Copy)]
 enum Written {
-    Committed { table: Table, rows: usize, threads: usize },
-    Done(Table),
+    Committed {
+        table: Table,
+        rows: usize,
+        threads: usize,
+    },
+    /// The table's last page is committed: `seconds` since its first read.
+    Done {
+        table: Table,
+        seconds: f64,
+    },
 }
 
 /// Whose turn it is to commit: the page with this sequence number, or nobody any more (a writer
@@ -215,14 +227,15 @@ async fn read(
     let mut seq = 0u64;
     // Hands the next page to its writer; false when that writer has stopped.
     macro_rules! send {
-        ($table:expr, $rows:expr, $threads:expr) => {{
-            let page = Page { seq, table: $table, rows: $rows, threads: $threads };
+        ($table:expr, $began:expr, $rows:expr, $threads:expr) => {{
+            let page = Page { seq, table: $table, began: $began, rows: $rows, threads: $threads };
             seq += 1;
             to_writers[(page.seq % to_writers.len() as u64) as usize].send(page).await.is_ok()
         }};
     }
     for table in Table::ALL.into_iter().filter(|t| *t != Table::Threads) {
         let (mut bound, mut digest, mut last) = starts[&table].clone();
+        let began = Instant::now();
         while let Some(lower) = bound.take() {
             let rows = source.page(table, &lower, batch).await?;
             let Some(final_row) = rows.last() else { break };
@@ -238,12 +251,12 @@ async fn read(
             }
             rows.iter().for_each(|r| digest.add(r));
             last = rows.last().cloned();
-            if !send!(table, Some(rows), threads) {
+            if !send!(table, began, Some(rows), threads) {
                 return Ok((source, out)); // a writer stopped: its error is the one to report
             }
         }
         out.push((table, (digest.finish(), last)));
-        if !send!(table, None, Vec::new()) {
+        if !send!(table, began, None, Vec::new()) {
             return Ok((source, out));
         }
     }
@@ -261,7 +274,7 @@ async fn write(
     let stop = || {
         turn.send_replace(Turn::Stopped);
     };
-    while let Some(Page { seq, table, rows, threads }) = pages.recv().await {
+    while let Some(Page { seq, table, began, rows, threads }) = pages.recv().await {
         let mut waiting = turn.subscribe();
         let my_turn = async move {
             let now = waiting.wait_for(|t| *t == Turn::Next(seq) || *t == Turn::Stopped).await;
@@ -279,7 +292,8 @@ async fn write(
                     }
                 }
             }
-            None if my_turn.await => Written::Done(table),
+            // Its turn comes once every earlier page is committed: the table's last write.
+            None if my_turn.await => Written::Done { table, seconds: began.elapsed().as_secs_f64() },
             None => break,
         };
         // Still this page's turn: the tracker hears of the commits in their order.
@@ -295,8 +309,11 @@ async fn write(
 /// Per table: rows copied now, seconds spent, thread rows copied with it (messages).
 type Times = BTreeMap<Table, (u64, f64, u64)>;
 
-/// The tracker: progress bars and timings from the commits; tells the verifier and the
-/// restorers of each table completed.
+/// The tracker: progress bars and rows from the commits, timings as the writers measured them;
+/// tells the verifier and the restorers of each table completed.
+///
+/// It does not time tables itself: it hears of commits through a channel, possibly many at once
+/// (a 30,000-message table once took "0.00 s" between the tracker's first and last look at it).
 async fn track(
     mut written: mpsc::UnboundedReceiver<Written>,
     to_verifier: mpsc::UnboundedSender<Table>,
@@ -305,19 +322,19 @@ async fn track(
     progress: Progress,
 ) -> Times {
     let mut out = Times::new();
-    let mut current: Option<(Table, indicatif::ProgressBar, Instant)> = None;
+    let mut current: Option<(Table, indicatif::ProgressBar)> = None;
     while let Some(news) = written.recv().await {
         let table = match news {
-            Written::Committed { table, .. } | Written::Done(table) => table,
+            Written::Committed { table, .. } | Written::Done { table, .. } => table,
         };
-        if current.as_ref().is_none_or(|(t, _, _)| *t != table) {
+        if current.as_ref().is_none_or(|(t, _)| *t != table) {
             let (total, present) = bars[&table];
             let bar = progress.table(table.name(), total);
             bar.set_position(present);
             bar.reset_eta();
-            current = Some((table, bar, Instant::now()));
+            current = Some((table, bar));
         }
-        let (_, bar, began) = current.as_ref().expect("set above");
+        let (_, bar) = current.as_ref().expect("set above");
         let entry = out.entry(table).or_insert((0, 0.0, 0));
         match news {
             Written::Committed { rows, threads, .. } => {
@@ -325,8 +342,8 @@ async fn track(
                 entry.2 += threads as u64;
                 bar.inc(rows as u64);
             }
-            Written::Done(_) => {
-                entry.1 = began.elapsed().as_secs_f64();
+            Written::Done { seconds, .. } => {
+                entry.1 = seconds;
                 bar.finish();
                 let tables = completed_with(table);
                 if to_verifier.send(table).is_err()

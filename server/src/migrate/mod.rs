@@ -610,6 +610,8 @@ async fn resume_points(
     Ok(out)
 }
 
+/// The copy's table: per table, the wall time from its first read to its last commit and the
+/// rows per second over that time. The copy is pipelined, so tables overlap in time.
 fn copy_table(lines: &[copy::Copied]) -> String {
     let rows: Vec<Vec<String>> = lines
         .iter()
@@ -619,12 +621,21 @@ fn copy_table(lines: &[copy::Copied]) -> String {
                 l.table.name().to_owned(),
                 l.rows.to_string(),
                 l.copied.to_string(),
-                format!("{:.2}", l.seconds),
+                seconds(l.seconds),
                 rate.to_string(),
             ]
         })
         .collect();
-    render_table(&["table", "source rows", "copied now", "seconds", "rows/s"], &rows)
+    let mut out = render_table(&["table", "source rows", "copied now", "seconds", "rows/s"], &rows);
+    out.push_str("(seconds: from a table's first read to its last commit; tables are copied overlapping)\n");
+    out
+}
+
+/// Seconds with three significant digits, at least two decimals: a table of a few rows takes
+/// well under 10 ms, which two decimals would show as 0.00.
+fn seconds(s: f64) -> String {
+    let decimals = if s > 0.0 && s < 1.0 { (2 - s.log10().floor() as i64).clamp(2, 9) as usize } else { 2 };
+    format!("{s:.decimals$}")
 }
 
 /// Whether blobs move: the target's media store differs from the source's.
@@ -884,4 +895,17 @@ fn report(lines: &[Verified], source_name: &str, target_name: &str, say: &impl F
     }
     say("\nsource and target hold the same rows in every table\n".to_owned());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use pretty_assertions::assert_eq;
+
+    use super::seconds;
+
+    #[test]
+    fn seconds_keep_three_significant_digits_below_one() {
+        let shown: Vec<String> = [12.5, 1.0, 0.673, 0.0136, 0.00896, 0.000209, 0.0].into_iter().map(seconds).collect();
+        assert_eq!(shown, ["12.50", "1.00", "0.673", "0.0136", "0.00896", "0.000209", "0.00"]);
+    }
 }

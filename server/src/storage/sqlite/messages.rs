@@ -312,6 +312,9 @@ impl MessageStore for SqliteBackend {
         let fetch = i64::from(query.limit) + 1;
         let mut conn = self.pool.acquire().await?;
 
+        // Ordered and bounded by the FTS table's rowid (= the message id), not by `m.id`: FTS5
+        // then yields its matches newest first and stops after the page, where `ORDER BY m.id`
+        // collected every match into a temporary B-tree to sort them (issue #21).
         let mut rows = sqlx::query_as!(
             MessageRow,
             r#"SELECT m.id AS "id!: MessageId", m.channel_id AS "channel_id!: ChannelId", m.author_id AS "author_id!: UserId",
@@ -324,8 +327,8 @@ impl MessageStore for SqliteBackend {
                  AND (?3 IS NULL OR m.author_id = ?3)
                  AND (?4 IS NULL OR m.created_at < ?4)
                  AND (?5 IS NULL OR m.created_at > ?5)
-                 AND (?6 IS NULL OR m.id < ?6)
-               ORDER BY m.id DESC LIMIT ?7"#,
+                 AND messages_fts.rowid < COALESCE(?6, 9223372036854775807)
+               ORDER BY messages_fts.rowid DESC LIMIT ?7"#,
             expression,
             channels,
             query.author_id,
