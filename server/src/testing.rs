@@ -54,6 +54,25 @@ impl ScratchPg {
     }
 }
 
+impl ScratchPg {
+    /// Terminates every LISTEN connection to this database, as a PostgreSQL restart or a network
+    /// blip would; one `true` per connection cut.
+    pub async fn cut_listen_connections(&self) -> Vec<bool> {
+        let mut conn =
+            PgConnection::connect(&self.url).await.unwrap_or_else(|e| panic!("cannot connect {}: {e}", self.name));
+        // Harness SQL against the catalogue, not the application's schema: a runtime query.
+        let cut = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("cannot list the LISTEN connections of {}: {e}", self.name));
+        let _ = conn.close().await;
+        cut
+    }
+}
+
 impl Drop for ScratchPg {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());

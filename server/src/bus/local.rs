@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use tokio::sync::broadcast;
 
-use super::{BusMessage, Follow, Provider, ReadError, Retention, Sequenced};
+use super::{Appended, BusMessage, Follow, Provider, ReadError, Retention, Sequenced};
 
 /// How far a follower may fall behind the appends before it has lost messages.
 const FOLLOWER_BACKLOG: usize = 65_536;
@@ -50,7 +50,7 @@ impl Provider for LocalLog {
         "in-process"
     }
 
-    fn append(&self, message: BusMessage) {
+    fn append(&self, message: BusMessage) -> Appended {
         let mut state = self.lock();
         state.head += 1;
         let sequenced = Sequenced { s: state.head, at: chrono::Utc::now().timestamp(), message };
@@ -64,6 +64,9 @@ impl Provider for LocalLog {
         // Sent under the lock: a follower that subscribed under it misses nothing and sees no
         // message twice. No follower is not an error.
         let _ = self.appended.send(sequenced);
+        let (held, appended) = tokio::sync::oneshot::channel();
+        let _ = held.send(());
+        appended
     }
 
     async fn head(&self) -> Result<u64, ReadError> {
@@ -118,7 +121,7 @@ mod tests {
         let log = LocalLog::new(Retention { max_age: Duration::from_secs(60), max_messages: 3 });
         let start = log.head().await.unwrap();
         for i in 0..5 {
-            log.append(message(i));
+            log.append(message(i)).await.unwrap();
         }
         assert_eq!(log.head().await.unwrap(), start + 5);
         let kept: Vec<u64> = log.read_after(start + 2, 10).await.unwrap().iter().map(|m| m.s).collect();

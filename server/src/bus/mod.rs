@@ -124,6 +124,9 @@ pub enum ReadError {
     Unavailable(String),
 }
 
+/// Resolves once the log holds an appended message.
+pub type Appended = tokio::sync::oneshot::Receiver<()>;
+
 /// Messages in order, as a provider delivers them to a process.
 pub type Follow = futures::stream::BoxStream<'static, Result<Sequenced, ReadError>>;
 
@@ -132,9 +135,8 @@ pub type Follow = futures::stream::BoxStream<'static, Result<Sequenced, ReadErro
 pub trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
     /// Appends `message` (in this process's publish order). Returns at once: a background task
-    /// sends it; a failure is logged (the message then reaches no process, which is what a
-    /// process crash after its commit would do too).
-    fn append(&self, message: BusMessage);
+    /// sends it, retrying until the log holds it, and then resolves [`Appended`].
+    fn append(&self, message: BusMessage) -> Appended;
     /// The highest `s` in the log (0 for an empty log).
     async fn head(&self) -> Result<u64, ReadError>;
     /// Up to `limit` messages with a number greater than `after`, in order (for resuming
@@ -184,6 +186,8 @@ pub fn describe(config: &crate::config::Config) -> String {
 
 /// Messages read from the log per query.
 const READ_BATCH: usize = 1000;
+/// How long a publisher waits for the log to hold its message.
+const APPEND_WAIT: Duration = Duration::from_secs(2);
 /// How often each process prunes the log.
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
 /// Wait before following the log again after it could not be read.
@@ -215,9 +219,19 @@ impl EventBus {
         self.provider.name()
     }
 
-    /// Publishes to every connection of every process (after the change is committed).
-    pub fn publish(&self, message: BusMessage) {
-        self.provider.append(message);
+    /// Publishes to every connection of every process (after the change is committed), and
+    /// returns once the log holds the message: a request's events then come before its answer,
+    /// so a connection opened after the answer (which starts after the log's head) never
+    /// receives them late. The wait is bounded ([`APPEND_WAIT`]): while the log is unreachable
+    /// the message stays queued and the answer goes out.
+    pub async fn publish(&self, message: BusMessage) {
+        let _ = tokio::time::timeout(APPEND_WAIT, self.provider.append(message)).await;
+    }
+
+    /// The newest `s` in the log, or the last this process read when the log cannot say: a new
+    /// connection receives the messages after it.
+    pub async fn head(&self) -> u64 {
+        self.provider.head().await.unwrap_or(0).max(self.last())
     }
 
     /// What the log hands this process from now on, in order.
@@ -366,7 +380,9 @@ mod tests {
         fn name(&self) -> &'static str {
             "scripted"
         }
-        fn append(&self, _: BusMessage) {}
+        fn append(&self, _: BusMessage) -> Appended {
+            tokio::sync::oneshot::channel().1
+        }
         async fn head(&self) -> Result<u64, ReadError> {
             Ok(self.head)
         }

@@ -19,9 +19,9 @@ use async_nats::jetstream::{self, consumer, stream};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Audience, BusMessage, Follow, Provider, ReadError, Retention, Sequenced};
+use super::{Appended, Audience, BusMessage, Follow, Provider, ReadError, Retention, Sequenced};
 
 /// How long startup waits for the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,7 +33,7 @@ const RETRY_DELAY: Duration = Duration::from_millis(250);
 pub struct NatsLog {
     jetstream: jetstream::Context,
     stream: String,
-    queue: mpsc::UnboundedSender<BusMessage>,
+    queue: mpsc::UnboundedSender<(BusMessage, oneshot::Sender<()>)>,
     /// Counts the client's (re)connections to the server.
     connections: watch::Receiver<u64>,
 }
@@ -126,8 +126,10 @@ impl Provider for NatsLog {
         "nats"
     }
 
-    fn append(&self, message: BusMessage) {
-        let _ = self.queue.send(message);
+    fn append(&self, message: BusMessage) -> Appended {
+        let (held, appended) = oneshot::channel();
+        let _ = self.queue.send((message, held));
+        appended
     }
 
     async fn head(&self) -> Result<u64, ReadError> {
@@ -233,21 +235,21 @@ fn sequenced(message: jetstream::Message) -> Result<Sequenced, ReadError> {
 async fn run_publisher(
     jetstream: jetstream::Context,
     prefix: String,
-    mut pending: mpsc::UnboundedReceiver<BusMessage>,
+    mut pending: mpsc::UnboundedReceiver<(BusMessage, oneshot::Sender<()>)>,
 ) {
     // Unique to this run of this process: its id and start time.
     let process = format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
     let mut counter: u64 = 0;
     let mut batch = Vec::with_capacity(BATCH);
     while pending.recv_many(&mut batch, BATCH).await > 0 {
-        let outgoing: Vec<(String, String, Bytes)> = batch
+        let (outgoing, held): (Vec<(String, String, Bytes)>, Vec<oneshot::Sender<()>>) = batch
             .drain(..)
-            .map(|message| {
+            .map(|(message, held)| {
                 counter += 1;
                 let payload = Bytes::from(serde_json::to_vec(&message).expect("bus messages serialise"));
-                (subject(&prefix, &message), format!("{process}-{counter}"), payload)
+                ((subject(&prefix, &message), format!("{process}-{counter}"), payload), held)
             })
-            .collect();
+            .unzip();
         let mut acks = Vec::with_capacity(outgoing.len());
         for (subject, id, payload) in &outgoing {
             acks.push(jetstream.send_publish(subject.clone(), publish(id, payload)).await);
@@ -266,6 +268,9 @@ async fn run_publisher(
             for (subject, id, payload) in &outgoing[from..] {
                 publish_until_stored(&jetstream, subject, id, payload).await;
             }
+        }
+        for held in held {
+            let _ = held.send(());
         }
     }
 }

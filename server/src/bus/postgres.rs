@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::{BusMessage, Follow, Provider, ReadError, Retention, Sequenced};
+use super::{Appended, BusMessage, Follow, Provider, ReadError, Retention, Sequenced};
 
 /// The NOTIFY channel of the bell (`bus_append` notifies it).
 const CHANNEL: &str = "decentcom_events";
@@ -31,7 +31,7 @@ const FOLLOW_BATCH: i64 = 1000;
 
 pub struct PgLog {
     pool: PgPool,
-    queue: mpsc::UnboundedSender<BusMessage>,
+    queue: mpsc::UnboundedSender<(BusMessage, oneshot::Sender<()>)>,
     retention: Retention,
 }
 
@@ -58,9 +58,11 @@ impl Provider for PgLog {
         "postgres"
     }
 
-    fn append(&self, message: BusMessage) {
+    fn append(&self, message: BusMessage) -> Appended {
+        let (held, appended) = oneshot::channel();
         // The appender only stops once `self.queue` is dropped.
-        let _ = self.queue.send(message);
+        let _ = self.queue.send((message, held));
+        appended
     }
 
     async fn head(&self) -> Result<u64, ReadError> {
@@ -156,11 +158,11 @@ async fn read_after(pool: &PgPool, after: u64, limit: i64) -> Result<Vec<Sequenc
 /// waiting behind it: an event of a committed change is never dropped, only delayed. (A call
 /// that fails after its commit, its answer lost with the connection, appends the batch twice;
 /// clients see an event again rather than never.)
-async fn run_appender(pool: PgPool, mut pending: mpsc::UnboundedReceiver<BusMessage>) {
+async fn run_appender(pool: PgPool, mut pending: mpsc::UnboundedReceiver<(BusMessage, oneshot::Sender<()>)>) {
     let mut batch = Vec::with_capacity(BATCH);
     while pending.recv_many(&mut batch, BATCH).await > 0 {
-        let payloads: Vec<String> =
-            batch.drain(..).map(|m| serde_json::to_string(&m).expect("bus messages serialise")).collect();
+        let (payloads, held): (Vec<String>, Vec<oneshot::Sender<()>>) =
+            batch.drain(..).map(|(m, held)| (serde_json::to_string(&m).expect("bus messages serialise"), held)).unzip();
         let mut failures = 0u32;
         while let Err(err) =
             sqlx::query_scalar!(r#"SELECT bus_append($1::text[]) AS "last!""#, &payloads[..]).fetch_one(&pool).await
@@ -176,6 +178,9 @@ async fn run_appender(pool: PgPool, mut pending: mpsc::UnboundedReceiver<BusMess
         }
         if failures > 0 {
             tracing::info!(attempts = failures + 1, "event bus: appended after retrying");
+        }
+        for held in held {
+            let _ = held.send(());
         }
     }
 }

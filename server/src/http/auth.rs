@@ -266,11 +266,14 @@ async fn find_or_register(state: &AppState, pubkey: PublicKey, is_bot: bool) -> 
     responses((status = 204)))]
 pub async fn logout(Authed(session): Authed, State(state): State<AppState>) -> ApiResult<StatusCode> {
     state.storage.delete_session(session.id).await?;
-    state.events.publish(BusMessage::CloseSessions {
-        sessions: vec![session.id],
-        code: close::SESSION_REVOKED,
-        reason: "logged out".into(),
-    });
+    state
+        .events
+        .publish(BusMessage::CloseSessions {
+            sessions: vec![session.id],
+            code: close::SESSION_REVOKED,
+            reason: "logged out".into(),
+        })
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -181,7 +181,7 @@ pub async fn delete_channel(
     if !state.storage.delete_channel(channel_id).await? {
         return Err(ApiError::not_found("channel not found"));
     }
-    state.events.publish(BusMessage::ChannelDeleted { channel: channel_id });
+    state.events.publish(BusMessage::ChannelDeleted { channel: channel_id }).await;
     state.publish(Audience::All, "CHANNEL_DELETE", json!({ "id": channel_id })).await;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -241,11 +241,14 @@ pub async fn revoke_device(
             .await;
     }
     if !revocation.ended_sessions.is_empty() {
-        state.events.publish(BusMessage::CloseSessions {
-            sessions: revocation.ended_sessions,
-            code: close::SESSION_REVOKED,
-            reason: "device revoked".into(),
-        });
+        state
+            .events
+            .publish(BusMessage::CloseSessions {
+                sessions: revocation.ended_sessions,
+                code: close::SESSION_REVOKED,
+                reason: "device revoked".into(),
+            })
+            .await;
     }
     Ok(StatusCode::NO_CONTENT)
 }

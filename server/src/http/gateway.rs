@@ -269,8 +269,11 @@ impl Connection {
     }
 
     async fn serve(&mut self, start: Start) -> End {
-        // Subscribe before HELLO so nothing published after it is missed.
+        // Subscribe before HELLO so nothing published after it is missed; what the log held
+        // before this connection opened is not for it (publishing returns once the log holds a
+        // message, so that covers every request answered before the connection opened).
         let mut bus = self.state.events.subscribe();
+        let opened_after = self.state.events.head().await;
         if let Err(end) = self.hello().await {
             return end;
         }
@@ -280,10 +283,11 @@ impl Connection {
                 return end;
             }
         }
-        // Events up to this `s` were replayed: the live stream skips them.
+        // The live stream skips events up to this `s`: those before the connection opened, or
+        // those replayed.
         let replayed_through = match start.resume {
             None => match self.send("READY", &json!({})).await {
-                Ok(()) => 0,
+                Ok(()) => opened_after,
                 Err(end) => return end,
             },
             Some(after) => match self.resume(after).await {

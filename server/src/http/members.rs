@@ -69,7 +69,10 @@ pub async fn publish_member_join(state: &AppState, member: storage::Member) {
 
 /// Closes every gateway connection of `user` with 4004.
 pub async fn close_user(state: &AppState, user: UserId, reason: &str) {
-    state.events.publish(BusMessage::CloseUser { user, code: close::REMOVED_FROM_SERVER, reason: reason.to_owned() });
+    state
+        .events
+        .publish(BusMessage::CloseUser { user, code: close::REMOVED_FROM_SERVER, reason: reason.to_owned() })
+        .await;
 }
 
 /// Joins the server, as far as the membership mode allows.

@@ -70,7 +70,7 @@ pub struct AppState {
 impl AppState {
     /// Publishes an event to the connections in `audience` (after the change is committed).
     pub async fn publish(&self, audience: Audience, op: &str, data: impl serde::Serialize) {
-        self.events.publish(BusMessage::event(audience, op, data));
+        self.events.publish(BusMessage::event(audience, op, data)).await;
     }
 }
 

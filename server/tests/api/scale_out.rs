@@ -281,16 +281,7 @@ async fn a_process_that_loses_its_listen_connection_reconnects_and_says_so() {
     let mut on_b = cluster.b.gateway(&cluster.b.as_user(&admin)).await;
     subscribe(&mut on_b, &channel).await;
 
-    // Cut every LISTEN connection to the database, as a PostgreSQL restart or a network blip
-    // would. (Test harness SQL against the catalogue, not the application's; a runtime query.)
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(cluster.pg.url()).await.unwrap();
-    let cut: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
+    let cut = cluster.pg.cut_listen_connections().await;
     assert_eq!(cut, [true, true], "one listen connection per process");
 
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -426,20 +417,10 @@ async fn every_client_gets_every_event_once_in_order_or_4005(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cutting_the_listen_connections_loses_no_event_for_any_gateway_client() {
     let cluster = Cluster::start().await;
-    let url = cluster.pg.url().to_owned();
-    every_client_gets_every_event_once_in_order_or_4005(&cluster, async move {
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
-        // Test harness SQL against the catalogue, not the application's schema: runtime SQL.
-        let cut: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-        assert_eq!(cut, [true, true], "one LISTEN connection per process");
-    })
-    .await;
+    let cut = async {
+        assert_eq!(cluster.pg.cut_listen_connections().await, [true, true], "one LISTEN connection per process");
+    };
+    every_client_gets_every_event_once_in_order_or_4005(&cluster, cut).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,15 +88,7 @@ impl Fleet {
     /// and restarted after `down`.
     pub async fn cut(&mut self, down: Duration) {
         if let Some(pg) = &self.pg {
-            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(pg.url()).await.unwrap();
-            // Test harness SQL against the catalogue, not the application's schema: runtime SQL.
-            let cut: Vec<bool> = sqlx::query_scalar(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                 WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
-            )
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
+            let cut = pg.cut_listen_connections().await;
             assert!(!cut.is_empty() && cut.iter().all(|&c| c), "no LISTEN connection to cut: {cut:?}");
             tokio::time::sleep(down).await;
         } else if let Some(own) = &mut self.own_nats {
@@ -140,13 +132,4 @@ pub async fn receive(rx: &mut Receiver<Delivery>, count: usize) -> Vec<Arc<Seque
         }
     }
     received
-}
-
-/// Waits until the log's head reaches `s` (what was published has been appended).
-pub async fn wait_for_head(provider: &dyn Provider, s: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while provider.head().await.unwrap() < s {
-        assert!(Instant::now() < deadline, "the log's head did not reach {s}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
-use crate::fleet::{Fleet, Kind, receive, wait_for_head};
+use crate::fleet::{Fleet, Kind, receive};
 
 /// The resume window of the default configuration.
 const WINDOW: Duration = Duration::from_secs(300);
@@ -21,6 +21,14 @@ fn retention() -> Retention {
 /// An event in one of three channels, saying who sent it and its place in that sender's order.
 fn event(from: &str, i: usize) -> BusMessage {
     BusMessage::event(Audience::Channel(ChannelId(1 + (i % 3) as i64)), "TEST", json!({"from": from, "i": i}))
+}
+
+/// Appends `count` events through A's provider and waits until the log holds them all.
+async fn append_all(fleet: &Fleet, count: usize) {
+    let appended: Vec<_> = (0..count).map(|i| fleet.a.append(event("a", i))).collect();
+    for held in appended {
+        tokio::time::timeout(Duration::from_secs(20), held).await.expect("appended within 20 s").unwrap();
+    }
 }
 
 fn data(message: &Sequenced) -> Value {
@@ -45,7 +53,7 @@ pub async fn every_message_reaches_every_process_once_in_publish_order(kind: Kin
     let (mut on_a, mut on_b) = (a.subscribe(), b.subscribe());
     let sent: Vec<BusMessage> = (0..300).map(|i| event("a", i)).collect();
     for message in &sent {
-        a.publish(message.clone());
+        a.publish(message.clone()).await;
     }
     let (got_a, got_b) = (receive(&mut on_a, sent.len()).await, receive(&mut on_b, sent.len()).await);
     let messages = |got: &[Arc<Sequenced>]| got.iter().map(|m| m.message.clone()).collect::<Vec<_>>();
@@ -70,7 +78,7 @@ pub async fn big_payloads_travel_whole(kind: Kind) {
         BusMessage::event(Audience::Users(vec![]), "SMALL", json!({"i": 1})),
     ];
     for message in &sent {
-        a.publish(message.clone());
+        a.publish(message.clone()).await;
     }
     let got: Vec<BusMessage> = receive(&mut on_b, 3).await.iter().map(|m| m.message.clone()).collect();
     assert_eq!(got, sent);
@@ -81,8 +89,8 @@ pub async fn messages_from_both_processes_reach_both_in_one_order(kind: Kind) {
     let (a, b) = fleet.buses().await;
     let (mut on_a, mut on_b) = (a.subscribe(), b.subscribe());
     for i in 0..150 {
-        a.publish(event("a", i));
-        b.publish(event("b", i));
+        a.publish(event("a", i)).await;
+        b.publish(event("b", i)).await;
     }
     let (got_a, got_b) = (receive(&mut on_a, 300).await, receive(&mut on_b, 300).await);
     let seen = |got: &[Arc<Sequenced>]| got.iter().map(|m| (m.s, data(m))).collect::<Vec<_>>();
@@ -102,7 +110,7 @@ pub async fn a_process_catches_up_after_its_bus_connection_is_cut(kind: Kind) {
     let publisher = a.clone();
     let posting = tokio::spawn(async move {
         for i in 0..300 {
-            publisher.publish(event("a", i));
+            publisher.publish(event("a", i)).await;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
@@ -121,10 +129,7 @@ pub async fn a_process_catches_up_after_its_bus_connection_is_cut(kind: Kind) {
 pub async fn a_gap_beyond_retention_is_reported_never_skipped(kind: Kind) {
     let fleet = Fleet::start(kind, Retention { max_age: WINDOW, max_messages: 5 }).await;
     let start = fleet.a.head().await.unwrap();
-    for i in 0..20 {
-        fleet.a.append(event("a", i));
-    }
-    wait_for_head(&*fleet.a, start + 20).await;
+    append_all(&fleet, 20).await;
     fleet.b.prune().await.unwrap();
 
     // What the log still holds can be read; what it dropped is reported as gone.
@@ -142,7 +147,7 @@ pub async fn resume_replays_exactly_what_followed(kind: Kind) {
     let (a, b) = fleet.buses().await;
     let mut on_b = b.subscribe();
     for i in 0..50 {
-        a.publish(event("a", i));
+        a.publish(event("a", i)).await;
     }
     let got = receive(&mut on_b, 50).await;
     let after = got[19].s;
@@ -162,7 +167,7 @@ pub async fn resume_beyond_the_window_or_from_the_future_is_refused(kind: Kind) 
     let mut on_b = b.subscribe();
     let before = b.last();
     for i in 0..3 {
-        a.publish(event("a", i));
+        a.publish(event("a", i)).await;
     }
     let got = receive(&mut on_b, 3).await;
     assert!(matches!(b.replay(got[2].s + 1000, WINDOW).await, Err(ResumeError::Future)), "from the future");
@@ -175,10 +180,7 @@ pub async fn resume_beyond_the_window_or_from_the_future_is_refused(kind: Kind) 
 pub async fn pruning_is_safe_on_several_processes_at_once(kind: Kind) {
     let fleet = Fleet::start(kind, Retention { max_age: WINDOW, max_messages: 10 }).await;
     let start = fleet.a.head().await.unwrap();
-    for i in 0..100 {
-        fleet.a.append(event("a", i));
-    }
-    wait_for_head(&*fleet.a, start + 100).await;
+    append_all(&fleet, 100).await;
     let (pa, pb) = tokio::join!(fleet.a.prune(), fleet.b.prune());
     pa.unwrap();
     pb.unwrap();
