@@ -127,6 +127,9 @@ pub enum ReadError {
 /// Resolves once the log holds an appended message.
 pub type Appended = tokio::sync::oneshot::Receiver<()>;
 
+/// A message in a provider's queue, with what resolves its [`Appended`].
+pub type Pending = (BusMessage, tokio::sync::oneshot::Sender<()>);
+
 /// Messages in order, as a provider delivers them to a process.
 pub type Follow = futures::stream::BoxStream<'static, Result<Sequenced, ReadError>>;
 

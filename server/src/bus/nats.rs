@@ -21,7 +21,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Appended, Audience, BusMessage, Follow, Provider, ReadError, Retention, Sequenced};
+use super::{Appended, Audience, BusMessage, Follow, Pending, Provider, ReadError, Retention, Sequenced};
 
 /// How long startup waits for the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,7 +33,7 @@ const RETRY_DELAY: Duration = Duration::from_millis(250);
 pub struct NatsLog {
     jetstream: jetstream::Context,
     stream: String,
-    queue: mpsc::UnboundedSender<(BusMessage, oneshot::Sender<()>)>,
+    queue: mpsc::UnboundedSender<Pending>,
     /// Counts the client's (re)connections to the server.
     connections: watch::Receiver<u64>,
 }
@@ -232,24 +232,21 @@ fn sequenced(message: jetstream::Message) -> Result<Sequenced, ReadError> {
 /// restarting, say) is sent again, and the rest of the batch after it, one at a time, until it is
 /// stored: an event of a committed change is never dropped, only delayed. Every message carries
 /// an id (`Nats-Msg-Id`), so JetStream stores a message sent twice once.
-async fn run_publisher(
-    jetstream: jetstream::Context,
-    prefix: String,
-    mut pending: mpsc::UnboundedReceiver<(BusMessage, oneshot::Sender<()>)>,
-) {
+async fn run_publisher(jetstream: jetstream::Context, prefix: String, mut pending: mpsc::UnboundedReceiver<Pending>) {
     // Unique to this run of this process: its id and start time.
     let process = format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_micros());
     let mut counter: u64 = 0;
     let mut batch = Vec::with_capacity(BATCH);
     while pending.recv_many(&mut batch, BATCH).await > 0 {
-        let (outgoing, held): (Vec<(String, String, Bytes)>, Vec<oneshot::Sender<()>>) = batch
-            .drain(..)
-            .map(|(message, held)| {
-                counter += 1;
-                let payload = Bytes::from(serde_json::to_vec(&message).expect("bus messages serialise"));
-                ((subject(&prefix, &message), format!("{process}-{counter}"), payload), held)
-            })
-            .unzip();
+        // Each message as (subject, id, payload).
+        let mut outgoing = Vec::with_capacity(batch.len());
+        let mut held = Vec::with_capacity(batch.len());
+        for (message, appended) in batch.drain(..) {
+            counter += 1;
+            let payload = Bytes::from(serde_json::to_vec(&message).expect("bus messages serialise"));
+            outgoing.push((subject(&prefix, &message), format!("{process}-{counter}"), payload));
+            held.push(appended);
+        }
         let mut acks = Vec::with_capacity(outgoing.len());
         for (subject, id, payload) in &outgoing {
             acks.push(jetstream.send_publish(subject.clone(), publish(id, payload)).await);

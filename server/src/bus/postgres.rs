@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Appended, BusMessage, Follow, Provider, ReadError, Retention, Sequenced};
+use super::{Appended, BusMessage, Follow, Pending, Provider, ReadError, Retention, Sequenced};
 
 /// The NOTIFY channel of the bell (`bus_append` notifies it).
 const CHANNEL: &str = "decentcom_events";
@@ -31,7 +31,7 @@ const FOLLOW_BATCH: i64 = 1000;
 
 pub struct PgLog {
     pool: PgPool,
-    queue: mpsc::UnboundedSender<(BusMessage, oneshot::Sender<()>)>,
+    queue: mpsc::UnboundedSender<Pending>,
     retention: Retention,
 }
 
@@ -158,7 +158,7 @@ async fn read_after(pool: &PgPool, after: u64, limit: i64) -> Result<Vec<Sequenc
 /// waiting behind it: an event of a committed change is never dropped, only delayed. (A call
 /// that fails after its commit, its answer lost with the connection, appends the batch twice;
 /// clients see an event again rather than never.)
-async fn run_appender(pool: PgPool, mut pending: mpsc::UnboundedReceiver<(BusMessage, oneshot::Sender<()>)>) {
+async fn run_appender(pool: PgPool, mut pending: mpsc::UnboundedReceiver<Pending>) {
     let mut batch = Vec::with_capacity(BATCH);
     while pending.recv_many(&mut batch, BATCH).await > 0 {
         let (payloads, held): (Vec<String>, Vec<oneshot::Sender<()>>) =
