@@ -18,10 +18,12 @@
 
 #[path = "common/login.rs"]
 mod login;
+#[path = "common/process.rs"]
+mod process;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,6 +33,8 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use process::{Proc, free_port, repo_root, wait_for_port};
 
 const CLIENTS: usize = 20;
 const P99_TARGET_MS: f64 = 250.0;
@@ -54,24 +58,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
 fn now_micros() -> u64 {
@@ -99,14 +85,7 @@ async fn start_server(dir: &Path, name: &str, database_url: &str, bus: &[(&str, 
         cmd.env(key, value);
     }
     let mut child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("decentcom {name} exited: {status}");
-        }
-        assert!(Instant::now() < deadline, "decentcom {name} did not listen within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_port(port, &mut child, &format!("decentcom {name}")).await;
     (Proc(child), format!("http://127.0.0.1:{port}"))
 }
 

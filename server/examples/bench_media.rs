@@ -12,9 +12,8 @@
 //! It prints figures; it is not a test.
 
 use std::io::Write as _;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -29,6 +28,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[path = "common/login.rs"]
 mod login;
+#[path = "common/process.rs"]
+mod process;
+
+use process::{Proc, free_port, repo_root, wait_for_port};
 
 const MIB: u64 = 1024 * 1024;
 const CHUNK: usize = 256 * 1024;
@@ -66,35 +69,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-/// A child process killed (by its pid) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_for_port(port: u16, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("{what} exited: {status}");
-        }
-        assert!(Instant::now() < deadline, "{what} did not listen within 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The bytes of file `seed`: `size` bytes in chunks, each chunk distinct (no deduplication).
