@@ -36,7 +36,8 @@ pub struct PostgresBackend {
     pool: PgPool,
 }
 
-/// Advisory-lock keys (transaction scoped). Arbitrary constants, distinct per purpose.
+/// Advisory-lock keys (transaction scoped). Arbitrary constants, distinct per purpose. (The event
+/// bus's `bus_append()`, migration 0003, holds 7221634985004335109 to its commit.)
 const LOCK_FIRST_USER: i64 = 0x6465_6365_6e74_0001;
 const LOCK_DEFAULT_CHANNEL: i64 = 0x6465_6365_6e74_0002;
 /// Namespace mixed into the per-(message, user) reaction lock key.
